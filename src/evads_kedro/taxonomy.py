@@ -1,0 +1,75 @@
+"""E-VAds taxonomy: 5 tasks in 2 dimensions, 8 product categories (SPEC §4).
+
+Categories are keyed by the Chinese label that appears in a timeline's ``Category:`` line;
+each has a stable English slug used in file names, plots and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Task:
+    code: str
+    name: str
+    dimension: str
+    brief: str
+
+
+PERCEPTION = "Perception"
+COGNITION = "Cognition & Reasoning"
+DIMENSIONS: tuple[str, ...] = (PERCEPTION, COGNITION)
+
+TASKS: dict[str, Task] = {
+    t.code: t
+    for t in (
+        Task("BP", "Basic Perception", PERCEPTION, "attributes, price, brand, colour, material"),
+        Task("CM", "Cross-Modal Detection", PERCEPTION, "consistency between ASR, OCR and visuals"),
+        Task("ML", "Marketing Logic", COGNITION, "hook -> selling point -> call to action"),
+        Task("CI", "Consumer Insight", COGNITION, "target audience, emotional appeal"),
+        Task("RC", "Regulatory Compliance", COGNITION, "false or absolute claims under advertising law"),
+    )
+}
+TASK_CODES: tuple[str, ...] = tuple(TASKS)
+
+
+@dataclass(frozen=True)
+class Category:
+    label_zh: str
+    slug: str
+    name: str
+    paper_share: float  # share of the 3,961 benchmark videos, SPEC §4
+
+
+CATEGORIES: dict[str, Category] = {
+    c.label_zh: c
+    for c in (
+        Category("服饰鞋包", "apparel", "Apparel & Bags", 0.1589),
+        Category("美容彩妆", "beauty", "Beauty & Makeup", 0.1076),
+        Category("个人护理", "personal_care", "Personal Care", 0.1024),
+        Category("食品生鲜/医药保健", "food_health", "Food & Health", 0.1164),
+        Category("家居家装", "home", "Home & Furnishing", 0.1527),
+        Category("家用电器", "appliances", "Home Appliances", 0.1517),
+        Category("母婴玩具/宠物", "baby_pet", "Baby, Toys & Pets", 0.1229),
+        Category("其他", "others", "Others", 0.0876),
+    )
+}
+CATEGORY_BY_SLUG: dict[str, Category] = {c.slug: c for c in CATEGORIES.values()}
+
+
+def dimension_of(task_code: str) -> str:
+    """Dimension of a task code; raises ``KeyError`` naming the legal codes otherwise."""
+    try:
+        return TASKS[task_code].dimension
+    except KeyError:
+        raise KeyError(f"unknown task {task_code!r}; expected one of {', '.join(TASK_CODES)}") from None
+
+
+def category_slug(label: str) -> str:
+    """English slug of a category given its Chinese label or its slug; ``unknown`` otherwise."""
+    if label in CATEGORIES:
+        return CATEGORIES[label].slug
+    if label in CATEGORY_BY_SLUG:
+        return label
+    return "unknown"
