@@ -4,13 +4,25 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
+from evads_kedro.hooks import PrintReportsHook
+
 # No model hub is reachable in our target environments: a hub lookup would hang, not fail.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
+HOOKS = (PrintReportsHook(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    """``${env:NAME,default}`` in any config file (Omegaconf's oc.env is credentials-only)."""
+    return os.environ.get(name, default)
+
+
 CONFIG_LOADER_ARGS = {
+    "custom_resolvers": {"env": _env},
     "base_env": "base",
     "default_run_env": "local",
     "config_patterns": {

@@ -1,0 +1,5 @@
+"""Custom Kedro datasets, only where kedro-datasets has none."""
+
+from evads_kedro.datasets.optional_parquet import OptionalParquetDataset
+
+__all__ = ["OptionalParquetDataset"]
