@@ -256,9 +256,7 @@ def _parse_header(lines: list[str]) -> tuple[TimelineKind, str | None, Duration,
         if lines[j] != expected:
             raise TimelineParseError(f"expected {expected!r}", j + 1, lines[j])
     if i + 3 >= len(lines):
-        raise TimelineParseError(
-            f"missing newline after {EVENTS_HEADER!r}", i + 3, lines[i + 2]
-        )
+        raise TimelineParseError(f"missing newline after {EVENTS_HEADER!r}", i + 3, lines[i + 2])
     return kind, category, duration, i + 3
 
 
@@ -301,11 +299,13 @@ def parse_timeline(text: str) -> Timeline:
     line) if ``text`` is not a timeline. Inverse of :func:`render_timeline` on official data."""
     if "\r" in text:
         line_no = text[: text.index("\r")].count("\n") + 1
-        raise TimelineParseError("carriage return in timeline", line_no, text.split("\n")[line_no - 1])
+        raise TimelineParseError(
+            "carriage return in timeline", line_no, text.split("\n")[line_no - 1]
+        )
     lines = text.split("\n")
     kind, category, duration, n_header = _parse_header(lines)
     rest = lines[n_header:]
-    trailing = len(rest) > 1 and rest[-1] == "" or rest == ["", ""]
+    trailing = len(rest) > 1 and rest[-1] == ""
     if trailing:
         rest = rest[:-1]
     if rest == [""]:
