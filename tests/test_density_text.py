@@ -46,7 +46,7 @@ def test_table_means_over_videos_and_keeps_paper_rows():
     assert pd.isna(rl.v_den)  # no frames measured for text-only splits
     md, metrics = density_report(table)
     assert "| evads_rl | 3 |" in md and "E-VAds (paper)" in md
-    assert metrics["density.evads_sft.o_den"]["value"] == pytest.approx(1.5)
+    assert metrics["evads_sft.o_den"]["value"] == pytest.approx(1.5)
     assert not any(k.endswith("v_den") for k in metrics)
 
 

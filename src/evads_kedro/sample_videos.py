@@ -92,9 +92,9 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
         video_id="ad_beauty_lipstick", category="美容彩妆", duration_s=12.0,
         title="Lipstick: shade hook, absolute durability claim, bundle price",
         scenes=(
-            Scene(0.0, 3.5, (250, 210, 220), (235, 160, 180), (
+            Scene(0.0, 3.6, (250, 210, 220), (235, 160, 180), (
                 Shape("tube", 180, 340, 90, 230, (190, 20, 60), GOLD, vy=-5.0),)),
-            Scene(3.5, 8.0, (250, 245, 240), (230, 225, 220), (
+            Scene(3.6, 8.0, (250, 245, 240), (230, 225, 220), (
                 Shape("tube", 100, 360, 60, 170, (220, 60, 80), GOLD, vx=2.0),
                 Shape("tube", 180, 360, 60, 170, (160, 10, 40), GOLD),
                 Shape("tube", 260, 360, 60, 170, (230, 110, 100), GOLD, vx=-2.0))),
@@ -104,9 +104,9 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
         ),
         captions=(
             _title(12.0, "花漾 HUAYANG 口红", (190, 20, 60)),
-            _cap(0.0, 3.5, "显白不挑皮 #520", "upper", 36),
+            _cap(0.0, 3.6, "显白不挑皮 #520", "upper", 36),
             _cap(0.2, 2.4, "显白口红"),
-            _cap(3.5, 8.0, "全网第一 持久不脱色", "upper", 34, WHITE, (160, 10, 40)),
+            _cap(3.6, 8.0, "全网第一 持久不脱色", "upper", 34, WHITE, (160, 10, 40)),
             _cap(3.6, 8.0, "全网第一，持久不脱色"),
             _cap(8.0, 12.0, "两支¥89 包邮", "upper", 42, YELLOW, (60, 0, 60)),
             _cap(8.1, 11.8, "两支只要89元"),
@@ -207,11 +207,11 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
         scenes=(
             Scene(0.0, 3.0, (235, 235, 235), (190, 190, 195), (
                 Shape("appliance", 180, 350, 220, 240, (40, 40, 45), (255, 140, 0), vy=-3.0),)),
-            Scene(3.0, 6.5, (250, 225, 190), (210, 160, 110), (
+            Scene(3.0, 6.4, (250, 225, 190), (210, 160, 110), (
                 Shape("bowl", 180, 400, 220, 110, WHITE, (230, 170, 60)),
                 Shape("circle", 140, 330, 50, 50, (230, 170, 60), vy=4.0),
                 Shape("circle", 220, 320, 50, 50, (220, 150, 40), vy=5.0))),
-            Scene(6.5, 10.0, (200, 235, 200), (120, 180, 120), (
+            Scene(6.4, 10.0, (200, 235, 200), (120, 180, 120), (
                 Shape("appliance", 180, 370, 200, 220, (245, 245, 245), (40, 160, 80), vx=-3.0),)),
             Scene(10.0, 14.0, (30, 90, 200), (10, 40, 120), (
                 Shape("appliance", 150, 380, 180, 200, (40, 40, 45), (255, 140, 0)),
@@ -221,9 +221,9 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
             _title(14.0, "厨宝 CHUBAO 空气炸锅"),
             _cap(0.0, 3.0, "5L大容量", "upper", 44, YELLOW, DARK),
             _cap(0.3, 2.9, "5升大容量"),
-            _cap(3.0, 6.5, "无油更健康", "upper", 42, WHITE, (200, 100, 20)),
+            _cap(3.0, 6.4, "无油更健康", "upper", 42, WHITE, (200, 100, 20)),
             _cap(3.2, 6.0, "无油更健康"),
-            _cap(6.5, 10.0, "国家级品质 零油烟", "upper", 36, WHITE, (30, 110, 60)),
+            _cap(6.4, 10.0, "国家级品质 零油烟", "upper", 36, WHITE, (30, 110, 60)),
             _cap(6.7, 9.5, "国家级品质"),
             _cap(10.0, 14.0, "到手价¥299", "upper", 44, YELLOW, RED),
             _cap(10.0, 14.0, "以旧换新 再减50", "lower", 36),
@@ -274,19 +274,19 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
         scenes=(
             Scene(0.0, 3.0, (40, 40, 50), (15, 15, 20), (
                 Shape("phone", 180, 360, 150, 290, (80, 160, 240), (200, 200, 210), vx=3.0),)),
-            Scene(3.0, 6.5, (230, 240, 250), (190, 200, 220), (
+            Scene(3.0, 6.4, (230, 240, 250), (190, 200, 220), (
                 Shape("phone", 120, 370, 120, 240, (240, 90, 120), WHITE, vy=-2.0),
                 Shape("phone", 250, 370, 120, 240, (60, 200, 140), WHITE, vy=2.0))),
-            Scene(6.5, 10.0, (255, 220, 60), (240, 170, 20), (
+            Scene(6.4, 10.0, (255, 220, 60), (240, 170, 20), (
                 Shape("phone", 150, 380, 140, 270, (30, 30, 30), GOLD),
                 Shape("star", 290, 280, 90, 90, RED, WHITE))),
         ),
         captions=(
             _title(10.0, "MagFit 磁吸手机壳"),
             _cap(0.0, 3.0, "防摔3米 军工级", "upper", 38, YELLOW, DARK),
-            _cap(3.0, 6.5, "超薄1.2mm 不发黄", "upper", 36),
-            _cap(6.5, 10.0, "2件8折 ¥39起", "upper", 42, WHITE, RED),
-            _cap(6.5, 10.0, "今晚8点 直播间抢", "bottom", 34),
+            _cap(3.0, 6.4, "超薄1.2mm 不发黄", "upper", 36),
+            _cap(6.4, 10.0, "2件8折 ¥39起", "upper", 42, WHITE, RED),
+            _cap(6.4, 10.0, "今晚8点 直播间抢", "bottom", 34),
         ),
         music=(Music(0.0, 10.0, seed=8, bpm=112, volume=0.3),),
         tags=("music", "no_speech", "price"),
@@ -368,7 +368,7 @@ def leftover_temp_files(out_dir: str | Path) -> list[Path]:
 
 
 def _print_table(rows: Sequence[dict[str, Any]]) -> None:
-    cols = [("video_id", 22), ("category", 10), ("duration_s", 6), ("language", 5), ("n_cuts", 4),
+    cols = [("video_id", 22), ("category", 18), ("duration_s", 6), ("language", 5), ("n_cuts", 4),
             ("n_captions", 4), ("status", 9), ("seconds", 6)]
     heads = ["video_id", "category", "dur", "lang", "cuts", "caps", "status", "s"]
     print("  ".join(h.ljust(w) for h, (_, w) in zip(heads, cols, strict=True)))

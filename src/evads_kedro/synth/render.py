@@ -85,7 +85,7 @@ def render_video(spec: AdScript, path: str | Path, *, font_path: str | Path = DE
                 cmd += ["-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", *AAC_ARGS]
             else:
                 cmd += ["-map", "0:v:0", "-an"]
-            cmd += [*X264_ARGS, "-g", str(spec.fps), "-frames:v", str(spec.n_frames),
+            cmd += [*X264_ARGS, "-g", str(spec.fps),
                     "-map_metadata", "-1", "-map_chapters", "-1",
                     "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                     "-movflags", "+faststart", "-f", "mp4", str(tmp)]

@@ -98,5 +98,5 @@ def density_report(table: pd.DataFrame) -> tuple[str, dict[str, Any]]:
         for col in ("v_den", "a_den", "o_den"):
             value = getattr(r, col)
             if not pd.isna(value):
-                metrics[f"density.{r.dataset}.{col}"] = {"value": float(value), "step": 0}
+                metrics[f"{r.dataset}.{col}"] = {"value": float(value), "step": 0}
     return markdown, metrics

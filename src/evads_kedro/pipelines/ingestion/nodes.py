@@ -32,6 +32,6 @@ def import_released(
         log = logger.error if err["severity"] == "error" else logger.warning
         log("released %s row %s (%s): %s", err["split"], err["row"], err["question_id"], err["reason"])
     metrics = {
-        f"import.{k}": {"value": float(v), "step": 0} for k, v in c.items()
-    } | {"import.videos": {"value": float(len(result.videos)), "step": 0}}
+        f"{k}": {"value": float(v), "step": 0} for k, v in c.items()
+    } | {"videos": {"value": float(len(result.videos)), "step": 0}}
     return result.videos, result.timelines, result.qa, result.errors, metrics
