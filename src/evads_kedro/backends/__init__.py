@@ -1,0 +1,1 @@
+"""Model backends: one small interface per kind, chosen by a parameter."""
