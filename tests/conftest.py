@@ -23,3 +23,44 @@ def evads_data_dir() -> Path:
     if missing:
         pytest.skip(f"{found} lacks {missing}; set EVADS_DATA_DIR to the release folder")
     return found
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_environment():
+    """No hub lookups (they hang ~50 s before failing) and no telemetry in tests."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    yield
+
+
+@pytest.fixture
+def kedro_project(tmp_path, monkeypatch):
+    """A throw-away copy of this Kedro project (conf + pyproject) with its own data/ and MLflow.
+
+    The package itself is the installed one; relative catalog paths resolve inside tmp_path, and
+    MLflow writes to a sqlite store there, so a test run never touches the developer's data.
+    """
+    import shutil
+
+    from evads_kedro.paths import project_root
+
+    root = project_root()
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
+    shutil.copytree(root / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir(exist_ok=True)
+    (project / "src").mkdir()  # bootstrap_project wants it; the package is the installed one
+    for layer in ("01_raw/videos", "02_intermediate", "03_primary", "04_feature", "07_model_output",
+                  "08_reporting"):
+        (project / "data" / layer).mkdir(parents=True, exist_ok=True)
+    (project / "logs").mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("EVADS_MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    monkeypatch.setenv("KEDRO_LOGGING_CONFIG", str(project / "conf" / "logging.yml"))
+    data_dir = find_evads_data_dir()
+    monkeypatch.setenv("EVADS_DATA_DIR", str(data_dir) if data_dir else str(tmp_path / "no-release"))
+    return project
