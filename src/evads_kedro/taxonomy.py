@@ -1,7 +1,8 @@
 """E-VAds taxonomy: 5 tasks in 2 dimensions, 8 product categories (SPEC §4).
 
-Categories are keyed by the Chinese label that appears in a timeline's ``Category:`` line;
-each has a stable English slug used in file names, plots and reports.
+Categories are keyed by the Chinese label exactly as the released timelines write it in their
+``Category:`` line (``食品生鲜 & 医药保健``; the paper prints ``食品生鲜/医药保健``, accepted as an
+alias); each has a stable English slug used in file names, plots and reports.
 """
 
 from __future__ import annotations
@@ -48,14 +49,43 @@ CATEGORIES: dict[str, Category] = {
         Category("服饰鞋包", "apparel", "Apparel & Bags", 0.1589),
         Category("美容彩妆", "beauty", "Beauty & Makeup", 0.1076),
         Category("个人护理", "personal_care", "Personal Care", 0.1024),
-        Category("食品生鲜/医药保健", "food_health", "Food & Health", 0.1164),
+        Category("食品生鲜 & 医药保健", "food_health", "Food & Health", 0.1164),
         Category("家居家装", "home", "Home & Furnishing", 0.1527),
         Category("家用电器", "appliances", "Home Appliances", 0.1517),
-        Category("母婴玩具/宠物", "baby_pet", "Baby, Toys & Pets", 0.1229),
+        Category("母婴玩具 & 宠物", "baby_pet", "Baby, Toys & Pets", 0.1229),
         Category("其他", "others", "Others", 0.0876),
     )
 }
 CATEGORY_BY_SLUG: dict[str, Category] = {c.slug: c for c in CATEGORIES.values()}
+# Spellings seen in the paper and in hand-written sidecars.
+CATEGORY_ALIASES: dict[str, str] = {
+    "食品生鲜/医药保健": "食品生鲜 & 医药保健",
+    "母婴玩具/宠物": "母婴玩具 & 宠物",
+}
+DEFAULT_CATEGORY = "其他"
+
+
+def find_category(label: str | None) -> Category | None:
+    """The category of a Chinese label (official or alias, spacing-insensitive) or a slug."""
+    if not label:
+        return None
+    label = label.strip()
+    label = CATEGORY_ALIASES.get(label, label)
+    if label in CATEGORIES:
+        return CATEGORIES[label]
+    if label in CATEGORY_BY_SLUG:
+        return CATEGORY_BY_SLUG[label]
+    squashed = label.replace(" ", "").replace("&", "/")
+    for c in CATEGORIES.values():
+        if c.label_zh.replace(" ", "").replace("&", "/") == squashed:
+            return c
+    return None
+
+
+def canonical_category(label: str | None) -> str:
+    """The official Chinese label for ``label``; unknown labels are returned unchanged."""
+    found = find_category(label)
+    return found.label_zh if found else (label or DEFAULT_CATEGORY)
 
 
 def dimension_of(task_code: str) -> str:
@@ -66,10 +96,13 @@ def dimension_of(task_code: str) -> str:
         raise KeyError(f"unknown task {task_code!r}; expected one of {', '.join(TASK_CODES)}") from None
 
 
-def category_slug(label: str) -> str:
-    """English slug of a category given its Chinese label or its slug; ``unknown`` otherwise."""
-    if label in CATEGORIES:
-        return CATEGORIES[label].slug
-    if label in CATEGORY_BY_SLUG:
-        return label
-    return "unknown"
+def category_slug(label: str | None) -> str:
+    """English slug of a category given its Chinese label, an alias or its slug; else ``unknown``."""
+    found = find_category(label)
+    return found.slug if found else "unknown"
+
+
+def category_name(label: str | None) -> str:
+    """English display name of a category label; ``Unknown category`` otherwise."""
+    found = find_category(label)
+    return found.name if found else "Unknown category"

@@ -1,43 +1,82 @@
-"""Nodes of the ``density`` pipeline: A_den, O_den (and V_den) per video and per dataset.
+"""Nodes of the ``density`` pipeline: V_den, A_den, O_den per video and per dataset.
 
 SPEC §3: A_den = ASR units / duration, O_den = OCR units / duration summed over *every*
-per-second snapshot (text that stays on screen counts each second), a dataset's value is the
-mean over its videos.
+per-second snapshot (text that stays on screen counts each second), V_den = α·mean_i(1 − S̄_i)
+over frame embeddings (``evads_kedro.vden``); a dataset's value is the mean over its videos.
+
+Datasets measured (each a row of the table, ``source = measured``):
+
+* the released splits ``evads_sft`` / ``evads_rl``: A_den, O_den from their timelines; V_den
+  only for videos whose file exists (the release ships no videos);
+* the project's own videos (``density.samples_dataset``, default ``samples``): the ingestion
+  pipeline's frames and timelines -> all three densities;
+* every ``density.datasets.<name>: <video folder>``: frames sampled here -> V_den, plus A_den /
+  O_den for videos with a ``<stem>.timeline.txt`` (E-VAds full timeline) beside them.
+
+The paper's published values stay in the table as labelled reference rows (``source = paper``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from evads_kedro.units import count_units
+from evads_kedro.vden import vden_params, visual_density
+
+logger = logging.getLogger(__name__)
 
 PER_VIDEO_COLUMNS = [
     "dataset", "video_id", "category", "duration_s", "asr_units", "ocr_units", "a_den", "o_den",
 ]
-TABLE_COLUMNS = [
-    "dataset", "n_videos", "v_den", "a_den", "o_den", "a_den_median", "o_den_median", "source",
+VIDEO_TABLE_COLUMNS = [
+    "dataset", "video_id", "category", "category_en", "duration_s", "n_frames", "asr_units",
+    "ocr_units", "v_den", "a_den", "o_den", "encoder",
 ]
+VISUAL_COLUMNS = [
+    "group", "dataset", "video_id", "category", "duration_s", "n_frames", "v_den", "encoder",
+    "cached", "asr_units", "ocr_units", "a_den", "o_den",
+]
+TABLE_COLUMNS = [
+    "dataset", "n_videos", "v_den", "a_den", "o_den", "n_v_den", "v_den_median", "a_den_median",
+    "o_den_median", "encoder", "source",
+]
+DENSITIES = ("v_den", "a_den", "o_den")
+EMBEDDING_FORMAT = 1
+PAPER_ENCODER = "DINOv3-Base (paper)"
 
 
-def text_density_per_video(
-    timelines: pd.DataFrame, videos: pd.DataFrame, qa: pd.DataFrame
-) -> pd.DataFrame:
-    """Per (dataset, video): unit counts and A_den / O_den from per-second timeline rows.
+# ------------------------------------------------------------------------------ A_den / O_den
+def text_density(timelines: pd.DataFrame, videos: pd.DataFrame) -> pd.DataFrame:
+    """Per video: unit counts and A_den / O_den from per-second timeline rows.
 
-    ``timelines`` has one row per (video_id, second) with ``ocr`` (list of boxes) and ``asr``;
-    ``videos`` gives ``duration_s`` and ``category``; ``qa`` maps videos to splits: a video in
-    both released splits is measured once and listed under each (datasets are split names).
+    ``timelines``: one row per (video_id, second) with ``ocr`` (list of boxes) and ``asr``;
+    ``videos``: ``video_id``, ``category``, ``duration_s``. A video without timeline rows has
+    zero units (a silent video without captions). Raises on a missing/zero duration.
     """
-    ocr_units = timelines.assign(
-        ocr_units=timelines["ocr"].map(lambda boxes: sum(count_units(b) for b in _boxes(boxes))),
-        asr_units=timelines["asr"].map(lambda t: count_units(t) if isinstance(t, str) else 0),
-    ).groupby("video_id")[["asr_units", "ocr_units"]].sum()
+    cols = ["video_id", "category", "duration_s", "asr_units", "ocr_units", "a_den", "o_den"]
+    if videos is None or videos.empty:
+        return pd.DataFrame(columns=cols)
+    if timelines is None or timelines.empty:
+        units = pd.DataFrame(columns=["asr_units", "ocr_units"], index=pd.Index([], name="video_id"))
+    else:
+        units = timelines.assign(
+            ocr_units=timelines["ocr"].map(lambda boxes: sum(count_units(b) for b in _boxes(boxes))),
+            asr_units=timelines["asr"].map(lambda t: count_units(t) if isinstance(t, str) else 0),
+        ).groupby("video_id")[["asr_units", "ocr_units"]].sum()
     per_video = videos[["video_id", "category", "duration_s"]].merge(
-        ocr_units, left_on="video_id", right_index=True, how="left"
-    ).fillna({"asr_units": 0, "ocr_units": 0})
+        units, left_on="video_id", right_index=True, how="left"
+    )
+    per_video[["asr_units", "ocr_units"]] = per_video[["asr_units", "ocr_units"]].fillna(0).astype(int)
     bad = per_video["duration_s"].isna() | (per_video["duration_s"] <= 0)
     if bad.any():
         raise ValueError(
@@ -46,11 +85,39 @@ def text_density_per_video(
         )
     per_video["a_den"] = per_video["asr_units"] / per_video["duration_s"]
     per_video["o_den"] = per_video["ocr_units"] / per_video["duration_s"]
+    return per_video[cols]
+
+
+def text_density_per_video(
+    timelines: pd.DataFrame, videos: pd.DataFrame, qa: pd.DataFrame
+) -> pd.DataFrame:
+    """Released splits: per (dataset, video) A_den / O_den; datasets are ``evads_<split>``.
+
+    ``qa`` maps videos to splits: a video in both released splits is measured once and listed
+    under each.
+    """
+    if videos is None or videos.empty or qa is None or qa.empty:
+        logger.warning("No released E-VAds tables (set EVADS_DATA_DIR): released rows omitted")
+        return pd.DataFrame(columns=PER_VIDEO_COLUMNS)
+    per_video = text_density(timelines, videos)
     membership = qa[["split", "video_id"]].drop_duplicates()
     membership["dataset"] = "evads_" + membership["split"]
     out = membership[["dataset", "video_id"]].merge(per_video, on="video_id", how="inner")
     out[["asr_units", "ocr_units"]] = out[["asr_units", "ocr_units"]].astype(int)
     return out[PER_VIDEO_COLUMNS].sort_values(["dataset", "video_id"]).reset_index(drop=True)
+
+
+def samples_text_density(timelines: pd.DataFrame, videos: pd.DataFrame,
+                         params: dict[str, Any]) -> pd.DataFrame:
+    """The project's ingested videos (ingestion's ``video_timelines`` / ``ingested_videos``)."""
+    name = params.get("samples_dataset", "samples")
+    if videos is None or videos.empty:
+        logger.warning("No ingested videos (put ads in data/01_raw/videos, run `make samples`): "
+                       "the %r row is omitted", name)
+        return pd.DataFrame(columns=PER_VIDEO_COLUMNS)
+    out = text_density(timelines, videos)
+    out.insert(0, "dataset", name)
+    return out[PER_VIDEO_COLUMNS].sort_values("video_id").reset_index(drop=True)
 
 
 def _boxes(cell: Any) -> list[str]:
@@ -59,44 +126,351 @@ def _boxes(cell: Any) -> list[str]:
     return [str(b) for b in cell]
 
 
+# ---------------------------------------------------------------------------------- V_den
+def frame_stack_key(timestamps, frames) -> str:
+    """Content hash of sampled frames (timestamps, shapes, pixels): the embedding cache key."""
+    h = hashlib.sha256(json.dumps([round(float(t), 6) for t in timestamps]).encode())
+    for f in frames:
+        h.update(f"{f.shape}".encode())
+        h.update(np.ascontiguousarray(f).tobytes())
+    return "frames:" + h.hexdigest()
+
+
+def video_file_key(sha256: str, fps: float, max_side: int | None) -> str:
+    """Cache key of frames sampled here from a video file: its content hash + sampling."""
+    return f"video:{sha256}:fps={float(fps):g}:max_side={max_side}"
+
+
+class _EmbeddingStore:
+    """Looks up / records per-video embeddings keyed ``<encoder_id>/<dataset>/<video_id>``."""
+
+    def __init__(self, cache: Mapping[str, Callable[[], dict]], encoder_params: dict[str, Any]):
+        from evads_kedro.backends.encoders import build_encoder
+
+        self._cache = cache or {}
+        self._encoder_params = encoder_params
+        self._build = build_encoder
+        self._encoder = None
+        self._encoder_id: str | None = None
+        self.new: dict[str, dict[str, Any]] = {}
+        self.hits = self.misses = 0
+        self.encode_s = 0.0
+        self.frames_encoded = 0
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = self._build(self._encoder_params)
+        return self._encoder
+
+    @property
+    def encoder_id(self) -> str:
+        if self._encoder_id is None:  # known without loading the model
+            from evads_kedro.backends.encoders import encoder_id
+
+            self._encoder_id = encoder_id(self._encoder_params)
+        return self._encoder_id
+
+    def lookup(self, dataset: str, video_id: str, key: str) -> dict[str, Any] | None:
+        pid = f"{self.encoder_id}/{dataset}/{video_id}"
+        loader = self._cache.get(pid)
+        if loader is None:
+            return None
+        try:
+            data = loader()
+        except Exception as exc:  # a corrupt cache file is recomputed, not fatal
+            logger.warning("Embedding cache %s unreadable (%s); recomputing", pid, exc)
+            return None
+        meta = data.get("meta", {})
+        if meta.get("key") != key or meta.get("format") != EMBEDDING_FORMAT:
+            return None
+        self.hits += 1
+        return data
+
+    def compute(self, dataset: str, video_id: str, key: str, timestamps, frames) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        emb = self.encoder.encode(frames)
+        self.encode_s += time.perf_counter() - t0
+        self.frames_encoded += len(frames)
+        self.misses += 1
+        data = {"embeddings": emb, "timestamps": np.asarray(timestamps, dtype=np.float64),
+                "meta": {"key": key, "format": EMBEDDING_FORMAT, "encoder": self.encoder_id,
+                         "encoder_description": self.encoder.description,
+                         "dataset": dataset, "video_id": video_id}}
+        self.new[f"{self.encoder_id}/{dataset}/{video_id}"] = data
+        return data
+
+
+def visual_density_per_video(
+    frames: Mapping[str, Callable[[], Any]],
+    ingested_videos: pd.DataFrame,
+    released_videos: pd.DataFrame,
+    embedding_cache: Mapping[str, Callable[[], dict]],
+    params: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
+    """Embed every video's 1 fps frames (cached) and compute V_den.
+
+    Returns the *new* embedding partitions (to save; cached ones are not rewritten) and one row
+    per video (``VISUAL_COLUMNS``): the project's videos (``group = samples``), released videos
+    whose file exists (``released``), and videos under ``density.datasets`` roots (``extra``).
+    """
+    vp = vden_params(params.get("vden", {}))
+    store = _EmbeddingStore(embedding_cache, params.get("encoder", {}))
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    # 1. the project's videos: frame stacks written by ingestion
+    name = params.get("samples_dataset", "samples")
+    info = _video_info(ingested_videos)
+    if not frames:
+        logger.warning("No frame stacks from ingestion: no V_den for %r", name)
+    wanted = sorted(frames)
+    if ingested_videos is not None and "video_id" in ingested_videos:
+        known = set(ingested_videos["video_id"].astype(str))
+        stale = [v for v in wanted if v not in known]
+        if stale:
+            logger.info("%d frame stack(s) of videos no longer ingested ignored (e.g. %s)",
+                        len(stale), stale[:3])
+        wanted = [v for v in wanted if v in known]
+    for video_id in wanted:
+        stack = frames[video_id]()
+        if len(stack) == 0:
+            logger.warning("%s: empty frame stack, skipped", video_id)
+            continue
+        key = frame_stack_key(stack.timestamps, stack.frames)
+        data = store.lookup(name, video_id, key) or store.compute(
+            name, video_id, key, stack.timestamps, stack.frames)
+        meta = info.get(video_id, {})
+        rows.append(_visual_row("samples", name, video_id, meta.get("category", "unknown"),
+                                meta.get("duration_s", _stack_duration(stack)), data, vp, store))
+
+    # 2. released videos that exist locally; 3. user folders
+    fps, max_side = float(params.get("fps", 1.0)), params.get("max_side")
+    limit = params.get("max_videos_per_dataset")
+    if params.get("released_vden", True) and released_videos is not None and not released_videos.empty:
+        present = released_videos[released_videos["video_exists"].fillna(False).astype(bool)]
+        if present.empty:
+            logger.info("Released splits: no video files present (the release ships none): "
+                        "V_den empty for evads_* rows")
+        for r in present.head(limit).itertuples(index=False) if limit else present.itertuples(index=False):
+            row = _embed_file(store, "released", "evads_released", r.video_id, Path(r.video_path),
+                              r.category, fps, max_side, vp)
+            if row:
+                rows.append(row)
+    for ds_name, root in (params.get("datasets") or {}).items():
+        rows.extend(_embed_folder(store, str(ds_name), root, fps, max_side, vp, limit))
+
+    logger.info(
+        "V_den: %d videos (%d embeddings from cache, %d computed: %d frames in %.1f s) in %.1f s",
+        len(rows), store.hits, store.misses, store.frames_encoded, store.encode_s,
+        time.perf_counter() - t0,
+    )
+    table = pd.DataFrame(rows, columns=VISUAL_COLUMNS)
+    return store.new, table
+
+
+def _video_info(videos: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    if videos is None or videos.empty:
+        return {}
+    cols = [c for c in ("category", "duration_s") if c in videos]
+    return videos.set_index("video_id")[cols].to_dict("index")
+
+
+def _stack_duration(stack) -> float:
+    fps = float(stack.meta.get("fps") or 1.0)
+    return float(stack.timestamps[-1]) + 1.0 / fps if len(stack) else 0.0
+
+
+def _visual_row(group, dataset, video_id, category, duration_s, data, vp, store, text=None):
+    ts = data["timestamps"]
+    v = visual_density(data["embeddings"], ts, **vp)
+    if math.isnan(v):
+        logger.warning("%s/%s: %d frame(s), no temporal neighbour within %s s: V_den undefined",
+                       dataset, video_id, len(ts), vp.get("window", 2.0))
+    row = {"group": group, "dataset": dataset, "video_id": str(video_id), "category": category,
+           "duration_s": float(duration_s), "n_frames": int(len(ts)), "v_den": v,
+           "encoder": data["meta"].get("encoder", store.encoder_id),
+           "cached": f"{store.encoder_id}/{dataset}/{video_id}" not in store.new,
+           "asr_units": np.nan, "ocr_units": np.nan, "a_den": np.nan, "o_den": np.nan}
+    if text:
+        row.update(text)
+    return row
+
+
+def _embed_file(store, group, dataset, video_id, path: Path, category, fps, max_side, vp,
+                text=None) -> dict[str, Any] | None:
+    from evads_kedro.video import InvalidVideo, probe_video, sample_frames
+
+    try:
+        probe = probe_video(path)
+        key = video_file_key(probe.sha256, fps, max_side)
+        data = store.lookup(dataset, video_id, key)
+        if data is None:
+            stack = sample_frames(path, fps=fps, max_side=max_side, video_id=video_id,
+                                  duration_s=probe.duration_s)
+            data = store.compute(dataset, video_id, key, stack.timestamps, stack.frames)
+    except (InvalidVideo, OSError) as exc:
+        logger.warning("%s/%s: %s (%s); skipped", dataset, video_id, path,
+                       getattr(exc, "reason", exc))
+        return None
+    return _visual_row(group, dataset, video_id, category, probe.duration_s, data, vp, store, text)
+
+
+def _embed_folder(store, name: str, root, fps, max_side, vp, limit) -> list[dict[str, Any]]:
+    from evads_kedro.video import VIDEO_EXTENSIONS
+
+    folder = Path(str(root)).expanduser()
+    if not folder.is_dir():
+        logger.warning("density.datasets.%s: %s is not a folder; row omitted", name, folder)
+        return []
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not files:
+        logger.warning("density.datasets.%s: no videos (%s) under %s; row omitted", name,
+                       ", ".join(VIDEO_EXTENSIONS), folder)
+        return []
+    if limit:
+        files = files[: int(limit)]
+    logger.info("density.datasets.%s: %d videos under %s", name, len(files), folder)
+    rows = []
+    for path in files:
+        video_id = path.relative_to(folder).with_suffix("").as_posix()
+        category, text = _sidecars(path)
+        row = _embed_file(store, "extra", name, video_id, path, category, fps, max_side, vp, None)
+        if row is None:
+            continue
+        if text is not None:
+            row.update(_text_from_timeline(text, row["duration_s"]))
+        rows.append(row)
+    return rows
+
+
+def _sidecars(path: Path) -> tuple[str, str | None]:
+    """Category from ``<stem>.json`` (``category`` key) and a ``<stem>.timeline.txt``."""
+    category = "unknown"
+    js = path.with_suffix(".json")
+    if js.is_file():
+        try:
+            category = str(json.loads(js.read_text(encoding="utf-8")).get("category") or category)
+        except (OSError, ValueError, AttributeError):
+            logger.warning("%s: unreadable sidecar json, category unknown", js)
+    tl = path.with_name(path.stem + ".timeline.txt")
+    text = tl.read_text(encoding="utf-8") if tl.is_file() else None
+    return category, text
+
+
+def _text_from_timeline(text: str, duration_s: float) -> dict[str, Any]:
+    from evads_kedro.timeline import parse_timeline
+
+    try:
+        tl = parse_timeline(text)
+        recs = tl.per_second()
+    except ValueError as exc:
+        logger.warning("unparseable timeline sidecar (%s): A_den/O_den omitted", exc)
+        return {}
+    duration = tl.duration_seconds or duration_s
+    asr = sum(count_units(r.asr) for r in recs if r.asr)
+    ocr = sum(count_units(b) for r in recs for b in r.ocr)
+    out = {"asr_units": asr, "ocr_units": ocr}
+    if duration > 0:
+        out |= {"a_den": asr / duration, "o_den": ocr / duration}
+    if tl.category:
+        out["category"] = tl.category
+    return out
+
+
+# --------------------------------------------------------------------------------- tables
+def merge_video_density(released: pd.DataFrame, samples: pd.DataFrame,
+                        visual: pd.DataFrame) -> pd.DataFrame:
+    """One per-video table (``VIDEO_TABLE_COLUMNS``) over every measured dataset."""
+    from evads_kedro.taxonomy import category_name
+
+    frames = []
+    vis = visual if visual is not None else pd.DataFrame(columns=VISUAL_COLUMNS)
+    rel_vis = vis[vis["group"] == "released"][["video_id", "v_den", "n_frames", "encoder"]]
+    if released is not None and not released.empty:
+        frames.append(released.merge(rel_vis, on="video_id", how="left"))
+    samp_vis = vis[vis["group"] == "samples"][["video_id", "v_den", "n_frames", "encoder"]]
+    if samples is not None and not samples.empty:
+        frames.append(samples.merge(samp_vis, on="video_id", how="outer"))
+        name = samples["dataset"].iloc[0]
+        frames[-1]["dataset"] = frames[-1]["dataset"].fillna(name)
+    elif not samp_vis.empty:
+        frames.append(vis[vis["group"] == "samples"])
+    frames.append(vis[vis["group"] == "extra"])
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        logger.warning("Nothing measured: only the paper's reference rows will be reported")
+        return pd.DataFrame(columns=VIDEO_TABLE_COLUMNS)
+    out = pd.concat([f.reindex(columns=VIDEO_TABLE_COLUMNS) for f in frames], ignore_index=True)
+    out["category"] = out["category"].fillna("unknown")
+    out["category_en"] = out["category"].map(category_name)
+    for col in ("duration_s", "v_den", "a_den", "o_den"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    for col in ("n_frames", "asr_units", "ocr_units"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
+    return out.sort_values(["dataset", "video_id"]).reset_index(drop=True)
+
+
 def density_table(per_video: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """Per-dataset means (``source = measured``) followed by the paper's rows (``paper``)."""
-    grouped = per_video.groupby("dataset", sort=True)
-    measured = pd.DataFrame({
-        "dataset": list(grouped.groups),
-        "n_videos": grouped["video_id"].nunique().to_numpy(),
-        "v_den": grouped["v_den"].mean().to_numpy() if "v_den" in per_video else np.nan,
-        "a_den": grouped["a_den"].mean().to_numpy(),
-        "o_den": grouped["o_den"].mean().to_numpy(),
-        "a_den_median": grouped["a_den"].median().to_numpy(),
-        "o_den_median": grouped["o_den"].median().to_numpy(),
-        "source": "measured",
-    })
-    paper = pd.DataFrame([
+    per_video = per_video.copy()
+    for col in DENSITIES:
+        if col not in per_video:
+            per_video[col] = np.nan
+        per_video[col] = pd.to_numeric(per_video[col], errors="coerce").astype(float)
+    if "encoder" not in per_video:
+        per_video["encoder"] = None
+    rows = []
+    for name, g in per_video.groupby("dataset", sort=True):
+        encoders = sorted({str(e) for e in g["encoder"].dropna()})
+        rows.append({
+            "dataset": name, "n_videos": g["video_id"].nunique(),
+            "v_den": g["v_den"].mean(), "a_den": g["a_den"].mean(), "o_den": g["o_den"].mean(),
+            "n_v_den": int(g["v_den"].notna().sum()), "v_den_median": g["v_den"].median(),
+            "a_den_median": g["a_den"].median(), "o_den_median": g["o_den"].median(),
+            "encoder": ",".join(encoders) or None, "source": "measured",
+        })
+    paper = [
         {"dataset": f"{name} (paper)", "n_videos": np.nan, "v_den": v["v_den"],
-         "a_den": v["a_den"], "o_den": v["o_den"], "a_den_median": np.nan,
-         "o_den_median": np.nan, "source": "paper"}
+         "a_den": v["a_den"], "o_den": v["o_den"], "n_v_den": np.nan, "v_den_median": np.nan,
+         "a_den_median": np.nan, "o_den_median": np.nan, "encoder": PAPER_ENCODER, "source": "paper"}
         for name, v in params["paper_reference"].items()
-    ])
-    table = pd.concat([measured, paper], ignore_index=True)[TABLE_COLUMNS]
-    table["n_videos"] = table["n_videos"].astype("Int64")
+    ]
+    table = pd.DataFrame(rows + paper, columns=TABLE_COLUMNS)
+    for col in ("n_videos", "n_v_den"):
+        table[col] = pd.to_numeric(table[col]).astype("Int64")
+    for col in ("v_den", "a_den", "o_den", "v_den_median", "a_den_median", "o_den_median"):
+        table[col] = pd.to_numeric(table[col]).astype(float)
     return table
 
 
 def density_report(table: pd.DataFrame) -> tuple[str, dict[str, Any]]:
     """The table as markdown (the run prints it at the end, see hooks) and MLflow metrics."""
     shown = table.copy()
-    for col in ("v_den", "a_den", "o_den", "a_den_median", "o_den_median"):
-        shown[col] = shown[col].map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
-    shown["n_videos"] = shown["n_videos"].map(lambda x: "" if pd.isna(x) else str(int(x)))
+    for col in ("v_den", "a_den", "o_den", "v_den_median", "a_den_median", "o_den_median"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
+    for col in ("n_videos", "n_v_den"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda x: "" if pd.isna(x) else str(int(x)))
+    if "encoder" in shown:
+        shown["encoder"] = shown["encoder"].map(lambda x: "" if x is None or pd.isna(x) else str(x))
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
     lines = [header, rule] + ["| " + " | ".join(map(str, r)) + " |" for r in shown.itertuples(index=False)]
-    markdown = "\n".join(lines) + "\n"
+    measured = table[table["source"] == "measured"]
+    notes = ["", "Units: A_den, O_den = text units per second (one CJK character or one "
+             "[A-Za-z0-9]+ run); V_den = alpha * mean(1 - weighted neighbour cosine), 0-100 scale."]
+    if "encoder" in measured and measured["encoder"].notna().any():
+        notes.append("Measured V_den uses the encoder in the `encoder` column; the paper used "
+                     "DINOv3-Base, so measured and paper V_den are on different scales: compare "
+                     "measured rows with each other (see docs/density.md).")
+    markdown = "\n".join(lines + notes) + "\n"
     metrics = {}
-    for r in table[table["source"] == "measured"].itertuples(index=False):
-        for col in ("v_den", "a_den", "o_den"):
+    for r in measured.itertuples(index=False):
+        for col in DENSITIES:
             value = getattr(r, col)
             if not pd.isna(value):
                 metrics[f"{r.dataset}.{col}"] = {"value": float(value), "step": 0}
+        metrics[f"{r.dataset}.n_videos"] = {"value": float(r.n_videos), "step": 0}
     return markdown, metrics
