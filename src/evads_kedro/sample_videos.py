@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -41,7 +43,8 @@ from evads_kedro.synth.render import TMP_PREFIX, render_params, write_json_atomi
 
 __all__ = [
     "SAMPLE_SCRIPTS", "AdScript", "Caption", "Music", "Scene", "Shape", "Voiceover",
-    "cuts_video_script", "generate_sample_videos", "is_up_to_date", "load_ground_truth",
+    "cuts_video_script", "generate_sample_videos", "is_up_to_date", "leftover_temp_files",
+    "load_ground_truth", "remove_stale_temp_files",
     "random_frames_script", "render_video", "slow_pan_script", "static_video_script",
 ]
 
@@ -73,11 +76,11 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
                 Shape("garment", 245, 340, 180, 200, (40, 60, 120), WHITE, vy=-4.0))),
         ),
         captions=(
-            _title(14.0, "暖阳 NUANYANG 羽绒服"),
+            _title(14.0, "暖阳NUANYANG羽绒服"),
             _cap(0.2, 3.6, "是谁突然降温了？"),
-            _cap(4.0, 9.0, "轻薄羽绒服 仅重200g", "upper", 36, WHITE, (200, 40, 50)),
+            _cap(4.0, 9.0, "轻薄羽绒服仅重200g", "upper", 36, WHITE, (200, 40, 50)),
             _cap(4.2, 8.6, "轻薄保暖，只有200克"),
-            _cap(9.0, 14.0, "限时¥199 买一送一", "upper", 40, YELLOW, (120, 0, 0)),
+            _cap(9.0, 14.0, "限时￥199买一送一", "upper", 40, YELLOW, (120, 0, 0)),
             _cap(9.0, 14.0, "全网销量第一", "lower", 36, RED, YELLOW),
             _cap(9.2, 13.0, "只要199元"),
         ),
@@ -103,12 +106,12 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
                 Shape("star", 295, 250, 80, 80, YELLOW, RED))),
         ),
         captions=(
-            _title(12.0, "花漾 HUAYANG 口红", (190, 20, 60)),
-            _cap(0.0, 3.6, "显白不挑皮 #520", "upper", 36),
+            _title(12.0, "花漾HUAYANG口红", (190, 20, 60)),
+            _cap(0.0, 3.6, "显白不挑皮#520", "upper", 36),
             _cap(0.2, 2.4, "显白口红"),
-            _cap(3.6, 8.0, "全网第一 持久不脱色", "upper", 34, WHITE, (160, 10, 40)),
+            _cap(3.6, 8.0, "全网第一持久不脱色", "upper", 34, WHITE, (160, 10, 40)),
             _cap(3.6, 8.0, "全网第一，持久不脱色"),
-            _cap(8.0, 12.0, "两支¥89 包邮", "upper", 42, YELLOW, (60, 0, 60)),
+            _cap(8.0, 12.0, "两支￥89包邮", "upper", 42, YELLOW, (60, 0, 60)),
             _cap(8.1, 11.8, "两支只要89元"),
         ),
         voiceover=(
@@ -133,11 +136,11 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
                 Shape("star", 300, 250, 80, 80, YELLOW, RED))),
         ),
         captions=(
-            _title(12.0, "清源 QINGYUAN 洗发水", (30, 120, 200)),
-            _cap(0.0, 4.0, "柔顺清爽 500ml", "upper", 38),
+            _title(12.0, "清源QINGYUAN洗发水", (30, 120, 200)),
+            _cap(0.0, 4.0, "柔顺清爽500ml", "upper", 38),
             _cap(0.3, 3.7, "Soft & Clean", "bottom", 34),
-            _cap(4.0, 8.0, "温和配方 全家可用", "upper", 36, WHITE, (40, 120, 60)),
-            _cap(8.0, 12.0, "第二件半价 ¥59", "upper", 40, YELLOW, RED),
+            _cap(4.0, 8.0, "温和配方全家可用", "upper", 36, WHITE, (40, 120, 60)),
+            _cap(8.0, 12.0, "第二件半价59元", "upper", 40, YELLOW, RED),
             _cap(8.0, 12.0, "7天告别头屑", "lower", 36),
         ),
         voiceover=(
@@ -148,7 +151,7 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
         tags=("en", "price"),
     ),
     AdScript(
-        video_id="ad_food_tea", category="食品生鲜/医药保健", duration_s=12.0,
+        video_id="ad_food_tea", category="食品生鲜 & 医药保健", duration_s=12.0,
         title="Black tea: origin, 'pure natural' claim, price with gift",
         scenes=(
             Scene(0.0, 4.0, (245, 235, 215), (215, 190, 150), (
@@ -164,9 +167,9 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
         captions=(
             _title(12.0, "云南古树红茶", (120, 50, 20)),
             _cap(0.3, 3.6, "云南古树红茶"),
-            _cap(4.0, 8.0, "零添加 100%纯天然", "upper", 36, WHITE, (40, 110, 40)),
+            _cap(4.0, 8.0, "零添加100%纯天然", "upper", 36, WHITE, (40, 110, 40)),
             _cap(4.3, 7.8, "零添加，纯天然"),
-            _cap(8.0, 12.0, "¥39.9/盒", "upper", 46, YELLOW, (120, 0, 0)),
+            _cap(8.0, 12.0, "￥39.9/盒", "upper", 46, YELLOW, (120, 0, 0)),
             _cap(8.0, 12.0, "前100名送茶杯", "lower", 36),
             _cap(8.2, 11.4, "前100名送茶杯"),
         ),
@@ -192,53 +195,53 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
                 Shape("star", 290, 260, 80, 80, RED, YELLOW))),
         ),
         captions=(
-            _title(10.0, "眠眠 MIANMIAN 记忆棉枕"),
+            _title(10.0, "眠眠MIANMIAN记忆棉枕"),
             _cap(0.0, 3.0, "还在失眠吗？", "upper", 40),
-            _cap(3.0, 7.0, "告别失眠 一觉到天亮", "upper", 34, WHITE, (60, 60, 140)),
-            _cap(3.0, 7.0, "慢回弹 50D记忆棉", "bottom", 34),
-            _cap(7.0, 10.0, "¥129 包邮到家", "upper", 42, YELLOW, RED),
+            _cap(3.0, 7.0, "告别失眠一觉到天亮", "upper", 34, WHITE, (60, 60, 140)),
+            _cap(3.0, 7.0, "慢回弹50D记忆棉", "bottom", 34),
+            _cap(7.0, 10.0, "￥129包邮到家", "upper", 42, YELLOW, RED),
             _cap(7.0, 10.0, "30天无理由退换", "bottom", 34),
         ),
         tags=("silent", "no_audio_stream", "price", "health_claim"),
     ),
     AdScript(
-        video_id="ad_appliance_airfryer", category="家用电器", duration_s=14.0,
+        video_id="ad_appliance_airfryer", category="家用电器", duration_s=12.0,
         title="Air fryer in four shots: capacity, health claim, 'national-grade' claim, trade-in",
         scenes=(
             Scene(0.0, 3.0, (235, 235, 235), (190, 190, 195), (
                 Shape("appliance", 180, 350, 220, 240, (40, 40, 45), (255, 140, 0), vy=-3.0),)),
-            Scene(3.0, 6.4, (250, 225, 190), (210, 160, 110), (
+            Scene(3.0, 6.0, (250, 225, 190), (210, 160, 110), (
                 Shape("bowl", 180, 400, 220, 110, WHITE, (230, 170, 60)),
                 Shape("circle", 140, 330, 50, 50, (230, 170, 60), vy=4.0),
                 Shape("circle", 220, 320, 50, 50, (220, 150, 40), vy=5.0))),
-            Scene(6.4, 10.0, (200, 235, 200), (120, 180, 120), (
+            Scene(6.0, 9.0, (200, 235, 200), (120, 180, 120), (
                 Shape("appliance", 180, 370, 200, 220, (245, 245, 245), (40, 160, 80), vx=-3.0),)),
-            Scene(10.0, 14.0, (30, 90, 200), (10, 40, 120), (
+            Scene(9.0, 12.0, (30, 90, 200), (10, 40, 120), (
                 Shape("appliance", 150, 380, 180, 200, (40, 40, 45), (255, 140, 0)),
                 Shape("star", 290, 270, 90, 90, YELLOW, RED))),
         ),
         captions=(
-            _title(14.0, "厨宝 CHUBAO 空气炸锅"),
+            _title(12.0, "厨宝CHUBAO空气炸锅"),
             _cap(0.0, 3.0, "5L大容量", "upper", 44, YELLOW, DARK),
             _cap(0.3, 2.9, "5升大容量"),
-            _cap(3.0, 6.4, "无油更健康", "upper", 42, WHITE, (200, 100, 20)),
-            _cap(3.2, 6.0, "无油更健康"),
-            _cap(6.4, 10.0, "国家级品质 零油烟", "upper", 36, WHITE, (30, 110, 60)),
-            _cap(6.7, 9.5, "国家级品质"),
-            _cap(10.0, 14.0, "到手价¥299", "upper", 44, YELLOW, RED),
-            _cap(10.0, 14.0, "以旧换新 再减50", "lower", 36),
-            _cap(10.2, 13.0, "以旧换新"),
+            _cap(3.0, 6.0, "无油更健康", "upper", 42, WHITE, (200, 100, 20)),
+            _cap(3.2, 5.8, "无油更健康"),
+            _cap(6.0, 9.0, "国家级品质零油烟", "upper", 36, WHITE, (30, 110, 60)),
+            _cap(6.2, 8.8, "国家级品质"),
+            _cap(9.0, 12.0, "到手价299元", "upper", 44, YELLOW, RED),
+            _cap(9.0, 12.0, "以旧换新再减50", "lower", 36),
+            _cap(9.2, 11.6, "以旧换新"),
         ),
         voiceover=(
             Voiceover(0.3, "5升大容量"),
             Voiceover(3.3, "无油更健康"),
-            Voiceover(6.8, "国家级品质"),
-            Voiceover(10.3, "以旧换新"),
+            Voiceover(6.3, "国家级品质"),
+            Voiceover(9.3, "以旧换新"),
         ),
         tags=("zh", "price", "absolute_claim"),
     ),
     AdScript(
-        video_id="ad_babypet_catfood", category="母婴玩具/宠物", duration_s=12.0,
+        video_id="ad_babypet_catfood", category="母婴玩具 & 宠物", duration_s=12.0,
         title="Cat food: picky-eater hook, meat content, first-order discount",
         scenes=(
             Scene(0.0, 4.0, (255, 240, 220), (240, 200, 160), (
@@ -251,14 +254,14 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
                 Shape("bowl", 260, 440, 140, 70, (200, 80, 60), (150, 80, 40), vx=-2.0))),
         ),
         captions=(
-            _title(12.0, "喵乐 MIAOLE 猫粮", (240, 130, 40)),
+            _title(12.0, "喵乐MIAOLE猫粮", (240, 130, 40)),
             _cap(0.0, 4.0, "猫咪挑食怎么办？", "upper", 38),
             _cap(0.3, 3.4, "猫咪挑食怎么办"),
             _cap(4.0, 8.0, "鲜肉含量95%", "upper", 40, WHITE, (200, 60, 40)),
-            _cap(4.0, 8.0, "0谷物 无诱食剂", "lower", 34),
+            _cap(4.0, 8.0, "0谷物无诱食剂", "lower", 34),
             _cap(4.2, 8.0, "鲜肉含量高，猫咪爱吃"),
             _cap(8.0, 12.0, "首单立减20元", "upper", 40, YELLOW, RED),
-            _cap(8.0, 12.0, "到手¥69/2kg", "lower", 38),
+            _cap(8.0, 12.0, "到手￥69/2kg", "lower", 38),
             _cap(8.5, 11.9, "首单立减20元"),
         ),
         voiceover=(
@@ -282,11 +285,11 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
                 Shape("star", 290, 280, 90, 90, RED, WHITE))),
         ),
         captions=(
-            _title(10.0, "MagFit 磁吸手机壳"),
-            _cap(0.0, 3.0, "防摔3米 军工级", "upper", 38, YELLOW, DARK),
-            _cap(3.0, 6.4, "超薄1.2mm 不发黄", "upper", 36),
-            _cap(6.4, 10.0, "2件8折 ¥39起", "upper", 42, WHITE, RED),
-            _cap(6.4, 10.0, "今晚8点 直播间抢", "bottom", 34),
+            _title(10.0, "MagFit磁吸手机壳"),
+            _cap(0.0, 3.0, "防摔3米军工级", "upper", 38, YELLOW, DARK),
+            _cap(3.0, 6.4, "超薄1.2mm不发黄", "upper", 36),
+            _cap(6.4, 10.0, "2件8折￥39起", "upper", 42, WHITE, RED),
+            _cap(6.4, 10.0, "今晚8点直播间抢", "bottom", 34),
         ),
         music=(Music(0.0, 10.0, seed=8, bpm=112, volume=0.3),),
         tags=("music", "no_speech", "price"),
@@ -348,6 +351,7 @@ def generate_sample_videos(out_dir: str | Path, scripts: Iterable[AdScript] = SA
         s.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)
     rows = []
     for s in tqdm(scripts, desc="sample videos", unit="video", disable=not progress):
         t0 = time.perf_counter()
@@ -365,6 +369,27 @@ def generate_sample_videos(out_dir: str | Path, scripts: Iterable[AdScript] = SA
 def leftover_temp_files(out_dir: str | Path) -> list[Path]:
     """Temp files a killed run may have left (safe to delete when no generator is running)."""
     return sorted(Path(out_dir).glob(f"{TMP_PREFIX}*"))
+
+
+def remove_stale_temp_files(out_dir: str | Path) -> list[Path]:
+    """Delete temp files whose writer process (pid in the name) is gone; return them."""
+    removed = []
+    for p in leftover_temp_files(out_dir):
+        m = re.search(r"\.(\d+)\.[0-9a-f]{8}$", p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _print_table(rows: Sequence[dict[str, Any]]) -> None:

@@ -11,7 +11,15 @@ from evads_kedro.synth.builders import (
 )
 from evads_kedro.synth.draw import DEFAULT_FONT_INDEX, DEFAULT_FONT_PATH
 from evads_kedro.synth.render import ground_truth, render_video, sha256_file
-from evads_kedro.synth.spec import GENERATOR_VERSION, AdScript, Caption, Music, Scene, Shape, Voiceover
+from evads_kedro.synth.spec import (
+    GENERATOR_VERSION,
+    AdScript,
+    Caption,
+    Music,
+    Scene,
+    Shape,
+    Voiceover,
+)
 
 __all__ = [
     "AdScript", "Caption", "DEFAULT_FONT_INDEX", "DEFAULT_FONT_PATH", "GENERATOR_VERSION", "Music",

@@ -45,7 +45,7 @@ def gradient(w: int, h: int, top: Color, bottom: Color | None) -> Image.Image:
     a = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
     arr = (1 - a) * np.asarray(top, np.float32) + a * np.asarray(bottom, np.float32)
     arr = np.broadcast_to(np.rint(arr).astype(np.uint8), (h, w, 3))
-    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    return Image.fromarray(np.ascontiguousarray(arr))
 
 
 @lru_cache(maxsize=32)
@@ -64,7 +64,7 @@ def random_image(seed: int, w: int, h: int) -> Image.Image:
         for x in range(gw):
             hue = (base_hue + rng.normal(0, 0.12)) % 1.0
             grid[y, x] = _hsv(hue, rng.uniform(0.3, 0.9), rng.uniform(0.35, 1.0))
-    img = Image.fromarray(np.rint(grid * 255).astype(np.uint8), "RGB").resize((w, h), Image.BICUBIC)
+    img = Image.fromarray(np.rint(grid * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
     d = ImageDraw.Draw(img)
     n_blobs = int(rng.integers(4, 8) * max(1.0, w / h * 1.6))
     for _ in range(n_blobs):
@@ -160,9 +160,9 @@ def draw_shape(d: ImageDraw.ImageDraw, s: Shape, cx: float, cy: float) -> None:
         d.ellipse((x0, y0 + h * 0.05, x1, y0 + h * 0.35), fill=acc)
     elif k == "star":
         pts = []
-        for j in range(24):
-            rad = (0.5 if j % 2 == 0 else 0.36) * min(w, h)
-            a = math.pi * j / 12
+        for j in range(32):
+            rad = (0.5 if j % 2 == 0 else 0.43) * min(w, h)
+            a = math.pi * j / 16
             pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
         d.polygon(pts, fill=col)
         d.ellipse((cx - w * 0.25, cy - h * 0.25, cx + w * 0.25, cy + h * 0.25), fill=acc)
@@ -199,11 +199,11 @@ def render_caption(c: Caption, frame_w: int, frame_h: int, font_path=DEFAULT_FON
     pad_x, pad_y = (max(6, size // 4), max(4, size // 6)) if c.box is not None else (stroke, stroke)
     while True:
         font = load_font(size, str(font_path), font_index)
-        l, t, r, b = font.getbbox(c.text, stroke_width=stroke)
-        if r - l + 2 * pad_x <= frame_w - 2 * CAPTION_MARGIN or size <= MIN_FONT_SIZE:
+        left, top, right, bottom = font.getbbox(c.text, stroke_width=stroke)
+        if right - left + 2 * pad_x <= frame_w - 2 * CAPTION_MARGIN or size <= MIN_FONT_SIZE:
             break
         size -= 2
-    tw, th = r - l, b - t
+    tw, th = right - left, bottom - top
     pw, ph = tw + 2 * pad_x, th + 2 * pad_y
     if pw > frame_w - 2 * CAPTION_MARGIN:
         raise ValueError(f"caption {c.text!r} does not fit in {frame_w}px even at {size}px: shorten it")
@@ -211,7 +211,7 @@ def render_caption(c: Caption, frame_w: int, frame_h: int, font_path=DEFAULT_FON
     d = ImageDraw.Draw(img)
     if c.box is not None:
         d.rounded_rectangle((0, 0, pw - 1, ph - 1), radius=max(3, ph // 6), fill=(*c.box, 255))
-    d.text((pad_x - l, pad_y - t), c.text, font=font, fill=(*c.color, 255),
+    d.text((pad_x - left, pad_y - top), c.text, font=font, fill=(*c.color, 255),
            stroke_width=stroke, stroke_fill=(0, 0, 0, 255))
     if isinstance(c.position, str):
         fx, fy = 0.5, CAPTION_POSITIONS[c.position]

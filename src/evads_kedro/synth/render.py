@@ -16,11 +16,11 @@ from typing import Any
 from evads_kedro.synth.audio import SAMPLE_RATE, PlacedSegment, build_audio, require_tool, write_wav
 from evads_kedro.synth.draw import DEFAULT_FONT_INDEX, DEFAULT_FONT_PATH, FrameRenderer
 from evads_kedro.synth.spec import GENERATOR_VERSION, AdScript
-from evads_kedro.taxonomy import category_slug
+from evads_kedro.taxonomy import canonical_category, category_slug
 
 GROUND_TRUTH_SCHEMA = 1
 #: Encoder settings; part of the script hash, so changing them invalidates cached videos.
-X264_ARGS = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+X264_ARGS = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
              "-bf", "0", "-threads", "2")
 AAC_ARGS = ("-c:a", "aac", "-b:a", "64k", "-ac", "1")
 TMP_PREFIX = ".tmp-"  # temp files live beside their target and start with this
@@ -95,10 +95,13 @@ def render_video(spec: AdScript, path: str | Path, *, font_path: str | Path = DE
                     for frame in renderer.frames():
                         proc.stdin.write(frame)
                     proc.stdin.close()
-                except BrokenPipeError:
+                except BrokenPipeError:  # ffmpeg died: its log says why
                     pass
-                finally:
-                    rc = proc.wait()
+                except BaseException:  # our side failed or was interrupted: stop ffmpeg too
+                    proc.kill()
+                    proc.wait()
+                    raise
+                rc = proc.wait()
                 if rc != 0:
                     log.seek(0)
                     raise RuntimeError(f"ffmpeg failed ({rc}) for {spec.video_id}: "
@@ -146,7 +149,7 @@ def ground_truth(spec: AdScript, renderer: FrameRenderer | None = None,
         "generator_version": GENERATOR_VERSION,
         "video_id": spec.video_id,
         "title": spec.title,
-        "category": spec.category,
+        "category": canonical_category(spec.category),
         "category_slug": category_slug(spec.category),
         "duration_s": spec.duration_s,
         "n_frames": n,

@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from evads_kedro.taxonomy import CATEGORIES
+from evads_kedro.taxonomy import CATEGORIES, find_category
 
 Color = tuple[int, int, int]
 
@@ -213,7 +213,7 @@ class AdScript:
         where = f"AdScript {self.video_id!r}"
         if not _VIDEO_ID_RE.match(self.video_id):
             raise ValueError(f"{where}: video_id must match {_VIDEO_ID_RE.pattern} (used as file name)")
-        if self.category not in CATEGORIES:
+        if find_category(self.category) is None:  # official label, alias or slug
             raise ValueError(f"{where}: category {self.category!r} not one of {list(CATEGORIES)}")
         if not (self.duration_s > 0 and self.fps > 0):
             raise ValueError(f"{where}: duration_s and fps must be positive")

@@ -1,7 +1,70 @@
-"""Registered empty until its issue lands: no placeholder nodes that pretend to work."""
+"""``evaluation``: models under test answer released questions, an LLM judge scores them,
+and R5 / R3 / S / MG are reported per model, task, dimension and category (SPEC §6).
 
-from kedro.pipeline import Pipeline
+Each call-making node persists every finished call in an append-only cache and saves its table
+before the next node runs: a rerun makes no repeated call, a killed run resumes.
+
+Usage::
+
+    kedro run --pipeline evaluation                  # offline smoke test (SmolLM2 everywhere)
+    # a real evaluation: a judge behind an OpenAI-compatible endpoint
+    export OPENAI_API_KEY=...                        # only if the endpoint wants one
+    kedro run --pipeline evaluation --params "evaluation.judge.backend.backend=openai,\
+    evaluation.judge.backend.base_url=http://HOST:PORT/v1,evaluation.judge.backend.model=NAME,\
+    evaluation.judge.smoke_test=false,evaluation.judge.invalid_retries=2,\
+    evaluation.subset.max_questions=null"
+    # official judge prompt for parity
+    kedro run --pipeline evaluation --params \
+        "evaluation.judge_prompt_path=../shared/evads/official_judge_prompt.txt"
+
+Outputs: data/08_reporting/evaluation/{leaderboard.csv,leaderboard.md,leaderboard.png,
+breakdown.csv,item_results.parquet,task_classifier.json} (also MLflow artifacts) and MLflow
+metrics ``evaluation.<model>[.<grouping>.<group>].<r5|r3|s|mg>``.
+"""
+
+from kedro.pipeline import Node, Pipeline
+
+from evads_kedro.pipelines.evaluation import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([])
+    return Pipeline(
+        [
+            Node(
+                nodes.classify_tasks,
+                inputs=["released_qa", "params:evaluation.task_classifier"],
+                outputs=["evaluation_task_labels", "evaluation_task_report"],
+                name="classify_tasks",
+            ),
+            Node(
+                nodes.select_questions,
+                inputs=["released_qa", "evaluation_task_labels", "released_videos",
+                        "params:evaluation"],
+                outputs="evaluation_questions",
+                name="select_questions",
+            ),
+            Node(
+                nodes.generate_answers,
+                inputs=["evaluation_questions", "evaluation_answer_cache", "params:evaluation"],
+                outputs="evaluation_answers",
+                name="generate_answers",
+            ),
+            Node(
+                nodes.judge_answers,
+                inputs=["evaluation_questions", "evaluation_answers",
+                        "evaluation_judgement_cache", "params:evaluation"],
+                outputs="evaluation_judgements",
+                name="judge_answers",
+            ),
+            Node(
+                nodes.aggregate_results,
+                inputs=["evaluation_questions", "evaluation_answers", "evaluation_judgements",
+                        "evaluation_task_report", "params:evaluation"],
+                outputs=["evaluation_item_results", "evaluation_breakdown",
+                         "evaluation_leaderboard", "evaluation_leaderboard_md",
+                         "evaluation_metrics", "evaluation_plot"],
+                name="aggregate_results",
+            ),
+        ],
+        tags=["evaluation"],
+    )

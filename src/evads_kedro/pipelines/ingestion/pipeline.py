@@ -1,12 +1,17 @@
-"""``ingestion``: released parquets → tidy tables (and, from raw videos, timelines)."""
+"""``ingestion``: released parquets -> tidy tables (tag ``released``); raw video ads ->
+probes, 1 fps frames, OCR, ASR, timelines (tag ``videos``).
+
+Run one half with ``kedro run --pipelines ingestion --tags videos`` (or ``released``); point the
+video half at your own ads with ``--params "ingestion.video_root=/my/ads"``.
+"""
 
 from kedro.pipeline import Node, Pipeline
 
-from evads_kedro.pipelines.ingestion import nodes
+from evads_kedro.pipelines.ingestion import nodes, nodes_video, report
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
+    released = Pipeline(
         [
             Node(
                 nodes.import_released,
@@ -23,3 +28,52 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+    videos = Pipeline(
+        [
+            Node(
+                nodes_video.probe_videos,
+                inputs=["raw_videos", "video_probes_previous", "params:ingestion"],
+                outputs=["video_probes", "ingestion_probe_stats"],
+                name="probe_videos",
+            ),
+            Node(
+                nodes_video.decode_frames,
+                inputs=["video_probes", "frames_existing", "decode_records_existing",
+                        "params:ingestion"],
+                outputs=["frames", "decode_records", "ingestion_decode_stats"],
+                name="decode_frames",
+            ),
+            Node(
+                nodes_video.ocr_frames,
+                inputs=["video_probes", "frames", "decode_records", "ocr_records_existing",
+                        "params:ingestion"],
+                outputs=["ocr_records", "ingestion_ocr_stats"],
+                name="ocr_frames",
+            ),
+            Node(
+                nodes_video.transcribe_audio,
+                inputs=["video_probes", "decode_records", "raw_videos", "asr_records_existing",
+                        "params:ingestion"],
+                outputs=["asr_records", "ingestion_asr_stats"],
+                name="transcribe_audio",
+            ),
+            Node(
+                nodes_video.build_timelines,
+                inputs=["video_probes", "decode_records", "ocr_records", "asr_records",
+                        "raw_videos", "timeline_texts_existing", "params:ingestion"],
+                outputs=["video_timelines", "ingested_videos", "timeline_texts",
+                         "ingestion_quarantine"],
+                name="build_timelines",
+            ),
+            Node(
+                report.ingestion_summary,
+                inputs=["video_probes", "ingested_videos", "ingestion_quarantine",
+                        "ingestion_probe_stats", "ingestion_decode_stats", "ingestion_ocr_stats",
+                        "ingestion_asr_stats", "params:ingestion"],
+                outputs=["ingestion_summary_md", "ingestion_metrics"],
+                name="ingestion_summary",
+            ),
+        ],
+        tags=["videos"],
+    )
+    return released + videos

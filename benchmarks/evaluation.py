@@ -1,0 +1,143 @@
+"""Throughput of the evaluation call path against a loopback OpenAI-compatible server.
+
+Starts ``tests/llm_server.py`` in a subprocess with a fixed per-request latency (default 200 ms),
+then answers N synthetic questions through the real path (cache lookup → OpenAICompatibleChat →
+fsync'd JSONL append) at concurrency 1, 8 and 32, and reruns the last batch from the cache.
+Ideal throughput at concurrency c is c / latency; ``efficiency_at_c`` = measured ÷ ideal.
+
+    .venv/bin/python benchmarks/evaluation.py [--latency 0.2] [--concurrency 1 8 32]
+
+Prints a table; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from evads_kedro.backends.llm import clear_chat_cache  # noqa: E402
+from evads_kedro.pipelines.evaluation.cache import JsonlCache  # noqa: E402
+from evads_kedro.pipelines.evaluation.nodes import generate_answers  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"loopback server did not start on port {port}")
+
+
+def questions(n: int, tag: str) -> pd.DataFrame:
+    tl = 'Voiceover: Duration: 6s\n\n[Time-aligned Events]:\nTime 0s: Audio Speech: "看这件"'
+    return pd.DataFrame({
+        "question_id": [f"ques_{tag}{i:08d}" for i in range(n)],
+        "video_id": [f"v{i // 5}" for i in range(n)],
+        "question": [f"视频中产品的价格是多少？#{tag}-{i}" for i in range(n)],
+        "timeline_asr_only": tl, "timeline_full": tl, "video_path": None,
+    })
+
+
+def params(base_url: str, concurrency: int) -> dict:
+    return {
+        "progress": False, "frames_dir": None,
+        "generation": {"prompt_path": "conf/base/prompts/evaluation/answer.txt",
+                       "video_token": "", "temperature": 1.0, "seed": 0, "n_samples": 1,
+                       "max_tokens": 64},
+        "models_under_test": {"bench": {
+            "timeline": "asr_only", "video": "none", "concurrency": concurrency,
+            "backend": {"backend": "openai", "base_url": base_url, "model": "bench",
+                        "api_key_env": None, "concurrency": concurrency, "timeout": 30}}},
+    }
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--seconds", type=float, default=1.6,
+                    help="approximate ideal duration of each batch")
+    args = ap.parse_args(argv)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "llm_server.py"),
+                               "--port", str(port), "--latency", str(args.latency)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        wait_port(port)
+        base_url = f"http://127.0.0.1:{port}/v1"
+        with tempfile.TemporaryDirectory() as tmp:
+            for c in args.concurrency:
+                clear_chat_cache()
+                n = max(10, int(round(args.seconds * c / args.latency)))
+                qs = questions(n, f"c{c}")
+                cache_path = Path(tmp) / f"c{c}.jsonl"
+                t0 = time.perf_counter()
+                out = generate_answers(qs, JsonlCache(cache_path), params(base_url, c))
+                dt = time.perf_counter() - t0
+                assert (out["status"] == "ok").all(), out["error"].dropna().head()
+                t1 = time.perf_counter()
+                again = generate_answers(qs, JsonlCache(cache_path), params(base_url, c))
+                dt_cached = time.perf_counter() - t1
+                assert again["cached"].all()
+                ideal = c / args.latency
+                rows.append({"concurrency": c, "items": n, "seconds": dt,
+                             "items_per_s": n / dt, "ideal_items_per_s": ideal,
+                             "efficiency": (n / dt) / ideal, "cached_rerun_s": dt_cached,
+                             "cached_items_per_s": n / dt_cached})
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    hdr = f"{'conc':>5} {'items':>6} {'seconds':>8} {'items/s':>8} {'ideal/s':>8} " \
+          f"{'effic.':>7} {'cache rerun s':>14} {'cached items/s':>15}"
+    print(f"loopback OpenAI-compatible server, fixed latency {args.latency * 1000:.0f} ms, "
+          f"{os.cpu_count()} CPUs")
+    print(hdr)
+    for r in rows:
+        print(f"{r['concurrency']:>5} {r['items']:>6} {r['seconds']:>8.2f} {r['items_per_s']:>8.1f} "
+              f"{r['ideal_items_per_s']:>8.1f} {r['efficiency']:>7.2f} "
+              f"{r['cached_rerun_s']:>14.3f} {r['cached_items_per_s']:>15.0f}")
+    by_c = {r["concurrency"]: r for r in rows}
+    result = {
+        "benchmark": "evaluation_client", "latency_s": args.latency,
+        **{f"items_per_s_at_{c}": round(r["items_per_s"], 2) for c, r in by_c.items()},
+        **{f"efficiency_at_{c}": round(r["efficiency"], 3) for c, r in by_c.items()},
+    }
+    if 1 in by_c and 8 in by_c:
+        result["speedup_8_vs_1"] = round(by_c[8]["items_per_s"] / by_c[1]["items_per_s"], 2)
+    if 1 in by_c and 32 in by_c:
+        result["speedup_32_vs_1"] = round(by_c[32]["items_per_s"] / by_c[1]["items_per_s"], 2)
+    last = rows[-1]
+    result.update({"cache_rerun_items": last["items"],
+                   "cache_rerun_s": round(last["cached_rerun_s"], 4),
+                   "target_efficiency": 0.8,
+                   "meets_target_at_32": bool(by_c.get(32, last)["efficiency"] >= 0.8)})
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    main()

@@ -1,0 +1,751 @@
+"""Speech recognition behind one small interface: audio -> timed words -> text per second.
+
+Two backends load the same packaged multilingual Whisper *base* weights (see ``evads_kedro.assets``):
+
+* ``faster_whisper`` (default): CTranslate2 int8, Silero VAD built in. Chosen by measurement on the
+  synthetic sample ads (``ad_*`` from ``evads_kedro.sample_videos``): ~3x faster than openai-whisper
+  on 2 CPU cores at equal or better accuracy; see the table in ``docs`` / the ASR test module.
+* ``openai_whisper``: the reference PyTorch implementation on the converted ``.pt`` checkpoint.
+
+Parameters (``build_asr(params)``; the ``asr`` block of ``parameters_ingestion.yml``)::
+
+    backend: faster_whisper        # faster_whisper | openai_whisper
+    model: packaged:base           # packaged:base | path to a .pt (openai) / CT2 folder (faster)
+                                   #   | a model name the library can fetch (needs a hub)
+    language: zh                   # forced ISO code | auto (Whisper detects per clip) | a list
+                                   #   [zh, en]: the first unless Whisper gives another entry
+    language_switch_prob: 0.5      #   a probability >= this (one extra encoder pass per clip)
+    device: auto                   # auto | cpu | cuda | cuda:N  (evads_kedro.devices)
+    compute_type: int8             # faster-whisper only: int8 | int8_float16 | float16 | float32
+    cpu_threads: 0                 # faster-whisper only: 0 = library default
+    beam_size: 1                   # 1 = greedy
+    temperatures: [0.0, 0.2]       # fallback ladder; short so run time cannot blow up
+    no_speech_threshold: 0.6       # segment dropped if no_speech_prob > this ...
+    logprob_threshold: -1.0        # ... and avg_logprob < this (Whisper's own silence rule)
+    compression_ratio_threshold: 2.4  # a segment still above it after the fallbacks is dropped
+    vad: true                      # faster-whisper Silero VAD (vad_filter)
+    min_rms: 0.003                 # energy gate for both backends (below)
+    max_repeats: 4                 # repetition-loop filter (below)
+    initial_prompt: 以下是普通话的句子。  # biases simplified-Chinese output; used only for zh
+    simplify: auto                 # traditional -> simplified via `opencc` when installed
+    seed: 0                        # RNG seed of the sampled fallbacks (temperature > 0), so the
+                                   #   same audio always gives the same text
+
+Guards against Whisper's failure modes:
+
+* silence / near-silence: energy gate before decoding. The clip is skipped when the RMS of its
+  loudest 1 s window is below ``min_rms`` (the loudest window rather than the whole clip, so a
+  long ad with a short quiet voiceover is not skipped because its average is diluted). Each
+  decoded segment whose own time span has RMS below ``min_rms`` is dropped too (text invented
+  over a silent stretch);
+* music / noise: ``no_speech_threshold`` + ``logprob_threshold`` per segment (and faster-whisper's
+  Silero VAD, which removes non-speech before decoding);
+* repetition loops: ``condition_on_previous_text=False``, compression-ratio check (Whisper keeps
+  the last fallback result even when it still fails the check; we drop it), and a filter that
+  drops a segment whose text is one n-gram repeated more than ``max_repeats`` times in a row;
+* run time: the temperature ladder is the ``temperatures`` parameter (default 2 steps, not 6).
+
+Simplified Chinese: the initial prompt biases the decoder towards simplified characters (Whisper
+base writes simplified for Mandarin almost always with it). A deterministic traditional ->
+simplified conversion runs when the optional ``opencc`` package is importable (``simplify: auto``);
+it is not a dependency, so without it output relies on the prompt alone.
+
+Per-second text (:meth:`AsrResult.per_second`): see its docstring. The rule mirrors the released
+E-VAds timelines, whose ASR lines split words mid-word across seconds (``面|料``, ``Shi|ft``):
+their timing is per character.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from evads_kedro.units import is_cjk
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "SAMPLE_RATE",
+    "AsrBackend",
+    "AsrResult",
+    "AsrWord",
+    "FasterWhisperASR",
+    "WhisperASR",
+    "build_asr",
+    "clear_cache",
+    "is_repetition_loop",
+    "load_audio",
+    "loudest_window_rms",
+    "remove_prompt_echo",
+    "split_units",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+PACKAGED_PREFIX = "packaged:"
+ZH_PROMPT = "以下是普通话的句子。"
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "backend": "faster_whisper",
+    "model": "packaged:base",
+    "language": "zh",
+    "language_switch_prob": 0.5,
+    "device": "auto",
+    "compute_type": "int8",
+    "cpu_threads": 0,
+    "beam_size": 1,
+    "temperatures": [0.0, 0.2],
+    "no_speech_threshold": 0.6,
+    "logprob_threshold": -1.0,
+    "compression_ratio_threshold": 2.4,
+    "vad": True,
+    "min_rms": 0.003,
+    "max_repeats": 4,
+    "initial_prompt": ZH_PROMPT,
+    "simplify": "auto",
+    "seed": 0,
+}
+
+# Punctuation, symbols and spaces: not spoken content (the released ASR lines carry almost none).
+_PUNCT_CATEGORIES = ("P", "S", "Z", "C")
+
+
+def _is_punct(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in _PUNCT_CATEGORIES
+
+
+def _is_latin_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+# ------------------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class AsrWord:
+    """One recognised word (Latin) or token / character cluster (CJK), times in seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+def split_units(word: AsrWord) -> list[AsrWord]:
+    """Split a word into timed pieces: each CJK character alone, each run of other characters
+    (Latin letters, digits, attached punctuation) whole; the word's time span is shared out in
+    proportion to the pieces' lengths in characters."""
+    text = word.text.strip()
+    pieces: list[str] = []
+    buf = ""
+    for ch in text:
+        if is_cjk(ch):
+            if buf:
+                pieces.append(buf)
+                buf = ""
+            pieces.append(ch)
+        else:
+            buf += ch
+    if buf:
+        pieces.append(buf)
+    if len(pieces) <= 1:
+        return [AsrWord(word.start, word.end, text)] if text else []
+    total = sum(len(p) for p in pieces)
+    span = max(0.0, word.end - word.start)
+    out, pos = [], 0
+    for p in pieces:
+        s = word.start + span * pos / total
+        pos += len(p)
+        out.append(AsrWord(s, word.start + span * pos / total, p))
+    return out
+
+
+def _strip_punct(text: str) -> str:
+    return "".join(ch for ch in text if not _is_punct(ch))
+
+
+def _join(pieces: Iterable[str]) -> str:
+    """Concatenate stripped pieces with no separator, except one space between two Latin words:
+    the last non-punctuation character before the boundary and the first one after it are both
+    ASCII letters/digits, and not two digits touching (``Nara V``, ``iPhone 15``, ``clean. It``,
+    but ``30`` from ``3`` + ``0``, ``HF就``, ``面料``)."""
+    out = ""
+    for p in pieces:
+        p = p.strip()
+        if not p:
+            continue
+        if out:
+            a_core = out.rstrip("".join(ch for ch in out[-4:] if _is_punct(ch)))
+            b_core = p.lstrip("".join(ch for ch in p[:4] if _is_punct(ch)))
+            a, b = a_core[-1:], b_core[:1]
+            touching = a_core == out and b_core == p
+            if (a and b and _is_latin_alnum(a) and _is_latin_alnum(b)
+                    and not (touching and a.isdigit() and b.isdigit())):
+                out += " "
+        out += p
+    return out
+
+
+@dataclass
+class AsrResult:
+    """Words of one clip in time order, the decoding language, the full text and run metadata
+    (backend, timings, dropped segments and why)."""
+
+    words: list[AsrWord] = field(default_factory=list)
+    language: str | None = None
+    text: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.words
+
+    def per_second(self, duration_s: float, *, keep_punctuation: bool = False) -> dict[int, str]:
+        """Text per whole second ``{second: text}``, seconds with no speech absent.
+
+        Rule: every word is first split into units (:func:`split_units`: one CJK character each,
+        Latin/digit runs whole) with its time span shared out by length, as the released E-VAds
+        timelines are timed per character (a word may straddle two seconds: ``面|料``). Each unit
+        goes to the second containing its temporal midpoint, ``floor((start + end) / 2)``,
+        clamped to ``[0, ceil(duration_s) - 1]``. Units of one second are concatenated in time
+        order with :func:`_join` (no space between CJK characters, one between Latin words).
+        Punctuation is removed unless ``keep_punctuation`` (the released lines carry almost
+        none).
+        """
+        last = max(0, int(np.ceil(duration_s)) - 1) if duration_s > 0 else 0
+        buckets: dict[int, list[str]] = {}
+        for w in self.words:
+            for u in split_units(w):
+                text = u.text if keep_punctuation else _strip_punct(u.text)
+                if not text:
+                    continue
+                sec = min(last, max(0, int(np.floor((u.start + u.end) / 2.0))))
+                buckets.setdefault(sec, []).append(text)
+        return {s: _join(buckets[s]) for s in sorted(buckets)}
+
+
+@runtime_checkable
+class AsrBackend(Protocol):
+    name: str
+
+    def transcribe(self, audio: np.ndarray, duration_s: float) -> AsrResult:
+        """``audio``: float32 mono 16 kHz. Empty or silent audio gives an empty result."""
+        ...
+
+
+# ---------------------------------------------------------------------------------- filters
+def _units(text: str) -> list[str]:
+    """Content units for loop detection: CJK characters and lower-cased Latin/digit runs."""
+    return re.findall(r"[a-z0-9']+|[^\W\d_a-z]", text.lower())
+
+
+def is_repetition_loop(text: str, max_repeats: int = 4, max_n: int = 10) -> bool:
+    """True if some n-gram of units (n <= ``max_n``) repeats more than ``max_repeats`` times in a
+    row anywhere in ``text`` (``谢谢谢谢谢谢``, ``买一送一买一送一...``, ``the the the ...``).
+    ``max_repeats <= 0`` disables the filter."""
+    if max_repeats <= 0:
+        return False
+    u = _units(text)
+    for n in range(1, min(max_n, len(u) // (max_repeats + 1)) + 1):
+        for i in range(len(u) - n * (max_repeats + 1) + 1):
+            gram = u[i : i + n]
+            reps, j = 1, i + n
+            while u[j : j + n] == gram:
+                reps += 1
+                j += n
+                if reps > max_repeats:
+                    return True
+    return False
+
+
+def loudest_window_rms(audio: np.ndarray, sr: int = SAMPLE_RATE, window_s: float = 1.0) -> float:
+    """RMS of the loudest ``window_s`` window (hop = half a window); whole-clip RMS if shorter."""
+    if audio.size == 0:
+        return 0.0
+    x = audio.astype(np.float64, copy=False)
+    win = max(1, int(sr * window_s))
+    if x.size <= win:
+        return float(np.sqrt(np.mean(x * x)))
+    c = np.concatenate(([0.0], np.cumsum(x * x)))
+    hop = max(1, win // 2)
+    starts = np.arange(0, x.size - win + 1, hop)
+    return float(np.sqrt(np.max(c[starts + win] - c[starts]) / win))
+
+
+def remove_prompt_echo(words: list[AsrWord], prompt: str, min_len: int = 4
+                       ) -> tuple[list[AsrWord], int]:
+    """Remove the initial prompt echoed into the transcript (a known Whisper failure on unclear
+    audio: ``千万第一是普通话的句子``): every run of >= ``min_len`` characters that also occurs
+    in the prompt (punctuation ignored) is cut out of the words. Returns (words, chars removed)."""
+    core = _strip_punct(prompt)
+    if len(core) < min_len or not words:
+        return words, 0
+    owner: list[int] = []
+    chars: list[str] = []
+    for i, w in enumerate(words):
+        for ch in w.text:
+            owner.append(i)
+            chars.append(ch)
+    removed = [False] * len(chars)
+    while True:
+        text = "".join("\0" if r else c for c, r in zip(chars, removed, strict=True))
+        m = SequenceMatcher(None, text, core, autojunk=False).find_longest_match(
+            0, len(text), 0, len(core))
+        if m.size < min_len:
+            break
+        for k in range(m.a, m.a + m.size):
+            removed[k] = True
+    n = sum(removed)
+    if not n:
+        return words, 0
+    kept: dict[int, str] = {}
+    for i, c, r in zip(owner, chars, removed, strict=True):
+        if not r:
+            kept[i] = kept.get(i, "") + c
+    out = [AsrWord(w.start, w.end, kept[i]) for i, w in enumerate(words)
+           if _strip_punct(kept.get(i, ""))]
+    return out, n
+
+
+def _span_rms(audio: np.ndarray, start: float, end: float, sr: int = SAMPLE_RATE) -> float:
+    i0, i1 = max(0, int(start * sr)), min(audio.size, int(np.ceil(end * sr)))
+    if i1 <= i0:
+        return 0.0
+    x = audio[i0:i1].astype(np.float64)
+    return float(np.sqrt(np.mean(x * x)))
+
+
+_OPENCC: Any = None
+_OPENCC_LOCK = threading.Lock()
+
+
+def _simplifier(mode: str | bool):
+    """Callable traditional->simplified, or None. ``auto``: opencc if importable; ``true``/
+    ``opencc``: required; ``false``/``none``: off."""
+    global _OPENCC
+    mode = str(mode).lower()
+    if mode in ("false", "none", "off", "0"):
+        return None
+    with _OPENCC_LOCK:
+        if _OPENCC is None:
+            try:
+                import opencc  # optional
+
+                conv = opencc.OpenCC("t2s")
+                _OPENCC = conv.convert
+            except Exception as exc:  # ImportError, or a build without its data
+                if mode not in ("auto",):
+                    raise RuntimeError(
+                        f"simplify={mode!r} needs the `opencc` package (pip install opencc): {exc}"
+                    ) from exc
+                _OPENCC = False
+    return _OPENCC or None
+
+
+# ---------------------------------------------------------------------------- common pipeline
+@dataclass
+class _Segment:
+    start: float
+    end: float
+    text: str
+    words: list[AsrWord]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+
+
+def _coerce(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    p = dict(DEFAULT_PARAMS)
+    for k, v in (params or {}).items():
+        if k not in DEFAULT_PARAMS:
+            raise ValueError(f"unknown ASR parameter {k!r}; known: {', '.join(DEFAULT_PARAMS)}")
+        p[k] = v
+    temps = p["temperatures"]
+    if isinstance(temps, int | float):
+        temps = [temps]
+    p["temperatures"] = tuple(float(t) for t in temps)
+    if not p["temperatures"]:
+        raise ValueError("temperatures must list at least one value (e.g. [0.0])")
+    lang = p["language"]
+    if isinstance(lang, list | tuple):
+        langs = tuple(str(x) for x in lang)
+        p["language"] = langs if len(langs) > 1 else (langs[0] if langs else None)
+    else:
+        p["language"] = None if lang in (None, "", "auto") else str(lang)
+    for k in ("no_speech_threshold", "logprob_threshold", "compression_ratio_threshold"):
+        p[k] = None if p[k] is None else float(p[k])
+    p["min_rms"] = float(p["min_rms"] or 0.0)
+    p["language_switch_prob"] = float(p["language_switch_prob"])
+    p["beam_size"] = int(p["beam_size"])
+    p["max_repeats"] = int(p["max_repeats"])
+    p["cpu_threads"] = int(p["cpu_threads"] or 0)
+    p["seed"] = int(p["seed"] or 0)
+    p["vad"] = bool(p["vad"])
+    if p["backend"] not in _BACKENDS:
+        raise ValueError(f"unknown ASR backend {p['backend']!r}; use one of {sorted(_BACKENDS)}")
+    return p
+
+
+def _prompt_for(p: Mapping[str, Any], language: str | None) -> str | None:
+    """The initial prompt is a Mandarin bias: used when decoding Mandarin (or undetected) only."""
+    prompt = p.get("initial_prompt") or None
+    return prompt if language in (None, "zh") else None
+
+
+class _WhisperBase:
+    backend = "?"
+
+    def __init__(self, params: Mapping[str, Any] | None = None):
+        self.params = _coerce({**(params or {}), "backend": self.backend})
+        self.name = f"{self.backend}:{self.params['model']}"
+        self._simplify = _simplifier(self.params["simplify"])
+        self._lock = threading.Lock()  # one decode at a time per model instance
+        lang = self.params["language"]
+        self._nominal_language = lang[0] if isinstance(lang, tuple) else lang
+
+    # subclasses: (segments, detected_language, extra_meta); language None = let Whisper detect
+    def _decode(self, audio: np.ndarray, language: str | None
+                ) -> tuple[list[_Segment], str | None, dict[str, Any]]:
+        raise NotImplementedError
+
+    # subclasses: {language: probability} over all of Whisper's languages (first 30 s)
+    def _language_probs(self, audio: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _choose_language(self, audio: np.ndarray, meta: dict[str, Any]) -> str | None:
+        """The forced language; None (auto); or, for a candidate list, the first candidate unless
+        Whisper gives another candidate a probability >= ``language_switch_prob`` (plain argmax
+        is unreliable: espeak Mandarin scores higher as English than as Chinese on some clips)."""
+        lang = self.params["language"]
+        if not isinstance(lang, tuple):
+            return lang
+        probs = self._language_probs(audio)
+        meta["language_candidates"] = {c: round(probs.get(c, 0.0), 4) for c in lang}
+        other = max(lang[1:], key=lambda c: probs.get(c, 0.0))
+        if probs.get(other, 0.0) >= self.params["language_switch_prob"]:
+            return other
+        return lang[0]
+
+    def transcribe(self, audio: np.ndarray, duration_s: float | None = None) -> AsrResult:
+        p = self.params
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if duration_s is None:
+            duration_s = audio.size / SAMPLE_RATE
+        meta: dict[str, Any] = {
+            "backend": self.name,
+            "audio_s": round(audio.size / SAMPLE_RATE, 3),
+            "duration_s": float(duration_s),
+            "dropped": [],
+        }
+        if audio.size == 0:
+            return AsrResult([], self._nominal_language, "", {**meta, "skipped": "no_audio"})
+        peak = loudest_window_rms(audio)
+        meta["loudest_rms"] = round(peak, 5)
+        if peak < p["min_rms"]:
+            return AsrResult([], self._nominal_language, "", {**meta, "skipped": "silent"})
+        t0 = time.perf_counter()
+        with self._lock:
+            forced = self._choose_language(audio, meta)
+            segments, language, extra = self._decode(audio, forced)
+        elapsed = time.perf_counter() - t0
+        meta.update(extra)
+        meta["decode_s"] = round(elapsed, 3)
+        meta["rtf"] = round(elapsed / max(audio.size / SAMPLE_RATE, 1e-6), 4)
+        kept = []
+        prompt = _prompt_for(p, forced)
+        echo = 0
+        for seg in segments:
+            if not seg.words:
+                seg.words = _even_words(seg)
+            if prompt:
+                seg.words, n = remove_prompt_echo(seg.words, prompt)
+                if n:
+                    echo += n
+                    seg.text = "".join(w.text for w in seg.words)
+            reason = self._reject(seg, audio)
+            if reason:
+                meta["dropped"].append({"start": round(seg.start, 2), "end": round(seg.end, 2),
+                                        "text": seg.text, "reason": reason})
+                continue
+            kept.append(seg)
+        if echo:
+            meta["prompt_echo_chars"] = echo
+        if meta["dropped"]:
+            log.debug("ASR dropped %d segment(s): %s", len(meta["dropped"]), meta["dropped"])
+        words: list[AsrWord] = []
+        for seg in kept:
+            for w in seg.words:
+                text = self._simplify(w.text) if self._simplify else w.text
+                text = text.strip()
+                if not text:
+                    continue
+                s = min(max(0.0, w.start), duration_s)
+                e = min(max(s, w.end), duration_s)
+                words.append(AsrWord(round(s, 3), round(e, 3), text))
+        text = _join(w.text for w in words)
+        meta["n_segments"] = len(kept)
+        return AsrResult(words, language or forced, text, meta)
+
+    def _reject(self, seg: _Segment, audio: np.ndarray) -> str | None:
+        p = self.params
+        if not _strip_punct(seg.text):
+            return "empty"
+        if (p["no_speech_threshold"] is not None and p["logprob_threshold"] is not None
+                and seg.no_speech_prob > p["no_speech_threshold"]
+                and seg.avg_logprob < p["logprob_threshold"]):
+            return "no_speech"
+        if (p["compression_ratio_threshold"] is not None
+                and seg.compression_ratio > p["compression_ratio_threshold"]):
+            return "compression_ratio"
+        if is_repetition_loop(seg.text, p["max_repeats"]):
+            return "repetition"
+        if p["min_rms"] > 0 and _span_rms(audio, seg.start, seg.end) < p["min_rms"]:
+            return "silent_span"
+        return None
+
+
+def _even_words(seg: _Segment) -> list[AsrWord]:
+    """Fallback when a segment has no word timings: its units spread evenly over its span."""
+    return split_units(AsrWord(seg.start, seg.end, seg.text))
+
+
+def _split_device(device: str) -> tuple[str, int]:
+    if device.startswith("cuda"):
+        _, _, idx = device.partition(":")
+        return "cuda", int(idx or 0)
+    return device, 0
+
+
+def _is_packaged(model: str) -> str | None:
+    model = str(model)
+    if not model.startswith(PACKAGED_PREFIX):
+        return None
+    size = model[len(PACKAGED_PREFIX):]
+    if size != "base":
+        raise ValueError(f"only packaged:base ships offline, got {model!r}")
+    return size
+
+
+# ----------------------------------------------------------------------------- openai-whisper
+class WhisperASR(_WhisperBase):
+    """openai-whisper (PyTorch). ``model``: ``packaged:base`` (the converted packaged checkpoint,
+    with its alignment heads), a ``.pt`` path, or an openai-whisper model name."""
+
+    backend = "openai_whisper"
+
+    def __init__(self, params: Mapping[str, Any] | None = None):
+        super().__init__(params)
+        from evads_kedro.devices import resolve_device
+
+        self.device = resolve_device(self.params["device"])
+        self.model = _load_model(("openai_whisper", str(self.params["model"]), self.device))
+
+    def _language_probs(self, audio):
+        import whisper
+
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), self.model.dims.n_mels)
+        _, probs = self.model.detect_language(mel.to(self.model.device))
+        return dict(probs)
+
+    def _decode(self, audio, language):
+        import torch
+        import whisper
+
+        p = self.params
+        with torch.random.fork_rng(devices=[]):  # seeded sampling; global RNG state kept
+            torch.manual_seed(p["seed"])
+            out = whisper.transcribe(
+                self.model,
+                audio,
+                verbose=None,
+                temperature=p["temperatures"],
+                compression_ratio_threshold=p["compression_ratio_threshold"],
+                logprob_threshold=p["logprob_threshold"],
+                no_speech_threshold=p["no_speech_threshold"],
+                condition_on_previous_text=False,
+                initial_prompt=_prompt_for(p, language),
+                word_timestamps=True,
+                language=language,
+                task="transcribe",
+                beam_size=p["beam_size"] if p["beam_size"] > 1 else None,
+                best_of=None,
+                fp16=self.device.startswith("cuda"),
+            )
+        segments = [
+            _Segment(
+                float(s["start"]), float(s["end"]), s["text"].strip(),
+                [AsrWord(float(w["start"]), float(w["end"]), w["word"])
+                 for w in s.get("words", [])],
+                float(s["avg_logprob"]), float(s["no_speech_prob"]),
+                float(s["compression_ratio"]), float(s["temperature"]),
+            )
+            for s in out["segments"]
+        ]
+        return segments, out.get("language"), {}
+
+
+def _load_openai(model: str, device: str):
+    import torch
+    import whisper
+
+    if _is_packaged(model):
+        from evads_kedro import assets
+
+        return assets.load_openai_whisper(device)
+    m = whisper.load_model(model, device=device)
+    if Path(model).is_file():  # a converted checkpoint may carry its alignment heads
+        heads = torch.load(model, map_location="cpu", weights_only=True, mmap=True).get(
+            "alignment_heads")
+        if heads is not None:
+            m.set_alignment_heads(heads)
+    return m
+
+
+# ------------------------------------------------------------------------------ faster-whisper
+class FasterWhisperASR(_WhisperBase):
+    """faster-whisper (CTranslate2). ``model``: ``packaged:base`` (the joined packaged folder),
+    a CTranslate2 model folder, or a faster-whisper model name."""
+
+    backend = "faster_whisper"
+
+    def __init__(self, params: Mapping[str, Any] | None = None):
+        super().__init__(params)
+        from evads_kedro.devices import resolve_device
+
+        self.device = resolve_device(self.params["device"])
+        p = self.params
+        self.model = _load_model(("faster_whisper", str(p["model"]), self.device,
+                                  str(p["compute_type"]), p["cpu_threads"]))
+
+    def _language_probs(self, audio):
+        try:
+            _, _, probs = self.model.detect_language(audio=audio, vad_filter=self.params["vad"])
+        except (ValueError, IndexError):  # VAD found no speech to detect on
+            _, _, probs = self.model.detect_language(audio=audio, vad_filter=False)
+        return dict(probs)
+
+    def _decode(self, audio, language):
+        import ctranslate2
+
+        p = self.params
+        ctranslate2.set_random_seed(p["seed"])
+        seg_iter, info = self.model.transcribe(
+            audio,
+            language=language,
+            task="transcribe",
+            beam_size=p["beam_size"],
+            best_of=1,
+            temperature=list(p["temperatures"]),
+            compression_ratio_threshold=p["compression_ratio_threshold"],
+            log_prob_threshold=p["logprob_threshold"],
+            no_speech_threshold=p["no_speech_threshold"],
+            condition_on_previous_text=False,
+            initial_prompt=_prompt_for(p, language),
+            word_timestamps=True,
+            vad_filter=p["vad"],
+        )
+        segments = [
+            _Segment(
+                float(s.start), float(s.end), s.text.strip(),
+                [AsrWord(float(w.start), float(w.end), w.word) for w in (s.words or [])],
+                float(s.avg_logprob), float(s.no_speech_prob),
+                float(s.compression_ratio), float(s.temperature),
+            )
+            for s in seg_iter  # a generator: decoding happens here
+        ]
+        extra = {"language_probability": round(float(info.language_probability or 0.0), 3)}
+        if p["vad"] and getattr(info, "duration_after_vad", None) is not None:
+            extra["speech_s_after_vad"] = round(float(info.duration_after_vad), 3)
+        return segments, info.language, extra
+
+
+def _load_faster(model: str, device: str, compute_type: str, cpu_threads: int):
+    from faster_whisper import WhisperModel
+
+    if _is_packaged(model):
+        from evads_kedro import assets
+
+        model = str(assets.whisper_ct2_dir())
+    dev, index = _split_device(device)
+    return WhisperModel(model, device=dev, device_index=index, compute_type=compute_type,
+                        cpu_threads=cpu_threads)
+
+
+# ------------------------------------------------------------------------------------- caches
+_BACKENDS: dict[str, type[_WhisperBase]] = {
+    "faster_whisper": FasterWhisperASR,
+    "openai_whisper": WhisperASR,
+}
+_MODELS: dict[tuple, Any] = {}
+_BACKEND_CACHE: dict[str, AsrBackend] = {}
+_CACHE_LOCK = threading.RLock()
+
+
+def _load_model(key: tuple):
+    """Model weights loaded once per process per (backend, model, device, ...): backends that
+    differ only in decoding options share them."""
+    with _CACHE_LOCK:
+        if key not in _MODELS:
+            t0 = time.perf_counter()
+            _MODELS[key] = _load_openai(*key[1:]) if key[0] == "openai_whisper" else \
+                _load_faster(*key[1:])
+            log.info("loaded ASR model %s in %.1f s", key, time.perf_counter() - t0)
+        return _MODELS[key]
+
+
+def build_asr(params: Mapping[str, Any] | None = None) -> AsrBackend:
+    """The ASR backend for ``params`` (keys of :data:`DEFAULT_PARAMS`; missing keys take the
+    defaults). Built once per process per distinct parameter set."""
+    p = _coerce(params)
+    key = json.dumps(p, sort_keys=True, default=str)
+    with _CACHE_LOCK:
+        if key not in _BACKEND_CACHE:
+            _BACKEND_CACHE[key] = _BACKENDS[p["backend"]](p)
+        return _BACKEND_CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every built backend and loaded model (tests, memory)."""
+    with _CACHE_LOCK:
+        _BACKEND_CACHE.clear()
+        _MODELS.clear()
+
+
+# -------------------------------------------------------------------------------------- audio
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE, stream_index: int = 0) -> np.ndarray:
+    """Decode the ``stream_index``-th audio stream of a media file with PyAV, resampled to ``sr``
+    Hz, channels averaged to mono, float32 in [-1, 1]. A file without an audio stream (or with
+    no decodable audio frame) gives an empty array; an unreadable file raises PyAV's error."""
+    import av
+
+    with av.open(str(path)) as container:
+        streams = container.streams.audio
+        if len(streams) <= stream_index:
+            return np.zeros(0, dtype=np.float32)
+        stream = streams[stream_index]
+        # Resample in the source channel layout, then average the channels ourselves: FFmpeg's
+        # own stereo->mono downmix sums the channels at -3 dB, which makes correlated stereo
+        # louder than either channel and can clip.
+        resampler = av.AudioResampler(format="fltp", rate=sr)
+        chunks: list[np.ndarray] = []
+
+        def take(frames: Sequence[Any]) -> None:
+            for f in frames:
+                x = f.to_ndarray()
+                chunks.append(x.mean(axis=0) if x.ndim == 2 and x.shape[0] > 1 else x.reshape(-1))
+
+        for frame in container.decode(stream):
+            take(resampler.resample(frame))
+        take(resampler.resample(None))
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.clip(np.concatenate(chunks).astype(np.float32, copy=False), -1.0, 1.0)

@@ -1,0 +1,618 @@
+"""One async chat interface over OpenAI-compatible endpoints and local transformers models.
+
+Used by the evaluation pipeline (models under test and the judge), and meant to be reused by
+qa_generation and the GRPO judge reward, so it knows nothing about E-VAds.
+
+* :class:`ChatBackend` — ``await backend.chat(messages, temperature=, seed=, max_tokens=,
+  images=None) -> ChatReply(text, raw, usage, latency)``; a failure raises :class:`ChatError`
+  with a short ``reason`` (``timeout``, ``http_429``, ``http_500``, ``bad_json``, ...).
+* :class:`OpenAICompatibleChat` — ``POST {base_url}/chat/completions`` through
+  ``httpx.AsyncClient``; images go as base64 JPEG data URLs in the OpenAI vision format;
+  retries with exponential backoff + full jitter on timeouts, transport errors, 429 (honouring
+  ``Retry-After``), 5xx and truncated/invalid JSON; bounded concurrency (an
+  queue of single-connection clients, i.e. a semaphore) and a token-bucket rate limit per
+  endpoint; several endpoints are
+  used round-robin. The API key comes from ``api_key`` / the ``api_key_env`` variable and is
+  never logged or shown in ``repr``.
+* :class:`LocalTransformersChat` — a local Hugging Face folder (causal LM, or image-text-to-text
+  model + processor when ``vision`` is requested/detected), device ``auto``, seeded sampling;
+  generation runs in a worker thread so the async interface holds.
+
+:func:`build_chat` builds a backend from a parameter dict and caches it per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+__all__ = [
+    "ChatBackend",
+    "ChatError",
+    "ChatReply",
+    "LocalTransformersChat",
+    "OpenAICompatibleChat",
+    "TokenBucket",
+    "build_chat",
+    "encode_image",
+    "clear_chat_cache",
+]
+
+
+# ------------------------------------------------------------------------------------ types
+@dataclass
+class ChatReply:
+    """One finished chat call: the reply text, the raw response, token usage, wall time (s)."""
+
+    text: str
+    raw: Any = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    latency: float = 0.0
+    attempts: int = 1
+
+
+class ChatError(RuntimeError):
+    """A chat call that failed for good (after retries when the failure was retryable)."""
+
+    def __init__(self, reason: str, message: str = "", *, retryable: bool = False,
+                 status: int | None = None, retry_after: float | None = None,
+                 attempts: int = 1):
+        self.reason = reason
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.attempts = attempts
+        super().__init__(f"{reason}: {message}" if message else reason)
+
+
+class ChatBackend(ABC):
+    """Async chat interface. ``model_id`` names the model in cache keys and reports."""
+
+    model_id: str = "unknown"
+    supports_images: bool = False
+
+    @abstractmethod
+    async def chat(self, messages: Sequence[Message], *, temperature: float = 1.0,
+                   seed: int | None = None, max_tokens: int = 512,
+                   images: Sequence[Any] | None = None) -> ChatReply:
+        """Answer ``messages`` (OpenAI format). ``images`` are attached to the last user turn."""
+
+    async def aclose(self) -> None:  # pragma: no cover - trivial default
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "class": type(self).__name__}
+
+
+# ------------------------------------------------------------------------------- rate limit
+class TokenBucket:
+    """Async token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``.
+
+    Must be used from one event loop at a time (the client keeps one bucket per loop)."""
+
+    def __init__(self, rate: float, burst: float | None = None):
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        self.rate = float(rate)
+        self.capacity = float(burst if burst is not None else max(1.0, rate))
+        self._tokens = self.capacity
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await asyncio.sleep((1.0 - self._tokens) / self.rate)
+
+
+# ----------------------------------------------------------------------------------- images
+def encode_image(image: Any, *, max_side: int | None = None, quality: int = 85) -> bytes:
+    """JPEG bytes of an image given as RGB ndarray, PIL image, JPEG/PNG bytes or a file path.
+
+    ``max_side`` downsizes (aspect kept) so the longer side is at most that many pixels."""
+    from PIL import Image
+
+    if isinstance(image, (bytes, bytearray)) and max_side is None and bytes(image[:2]) == b"\xff\xd8":
+        return bytes(image)
+    if isinstance(image, (bytes, bytearray)):
+        img = Image.open(io.BytesIO(image))
+    elif isinstance(image, (str, Path)):
+        img = Image.open(image)
+    elif hasattr(image, "shape"):  # numpy array
+        img = Image.fromarray(image)
+    else:
+        img = image
+    img = img.convert("RGB")
+    if max_side and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _data_url(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def _attach_images(messages: Sequence[Message], images: Sequence[Any]) -> list[Message]:
+    """Copy of ``messages`` with ``images`` appended (as image_url parts) to the last user turn."""
+    out = [dict(m) for m in messages]
+    for m in reversed(out):
+        if m.get("role") == "user":
+            content = m.get("content")
+            parts = ([{"type": "text", "text": content}] if isinstance(content, str)
+                     else list(content or []))
+            parts += [{"type": "image_url", "image_url": {"url": _data_url(encode_image(im))}}
+                      for im in images]
+            m["content"] = parts
+            return out
+    raise ValueError("images given but no user message to attach them to")
+
+
+# --------------------------------------------------------------------------- openai client
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_SSL_CONTEXT = None
+
+
+def _ssl_context():
+    """One TLS context for every client (building one per client costs ~10 ms each)."""
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        import ssl
+
+        try:
+            import certifi
+
+            _SSL_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:  # pragma: no cover - certifi ships with httpx
+            _SSL_CONTEXT = ssl.create_default_context()
+    return _SSL_CONTEXT
+
+
+@dataclass
+class _LoopState:
+    loop: asyncio.AbstractEventLoop
+    clients: asyncio.Queue  # idle single-connection clients; its size bounds concurrency
+    all_clients: list
+    bucket: TokenBucket | None
+
+
+@dataclass
+class _Endpoint:
+    """One base URL: ``concurrency`` single-connection httpx clients handed out through a
+    queue (the queue is the concurrency bound, like a semaphore). One pooled client with N
+    connections would do the same, but httpcore's pool scans requests × connections on every
+    assignment, which costs ~15 ms of CPU per request at 32 in flight."""
+
+    base_url: str
+    concurrency: int
+    rate: float | None
+    burst: float | None
+    # per-event-loop state: asyncio primitives and httpx clients are bound to one loop
+    _loops: dict[int, _LoopState] = field(default_factory=dict)
+
+    def state(self, timeout: float) -> _LoopState:
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        st = self._loops.get(id(loop))
+        if st is None or st.loop is not loop:
+            for k, old in list(self._loops.items()):  # drop state of closed loops
+                if old.loop.is_closed():
+                    del self._loops[k]
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            clients = [httpx.AsyncClient(base_url=self.base_url, timeout=timeout, limits=limits,
+                                         verify=_ssl_context())
+                       for _ in range(self.concurrency)]
+            queue: asyncio.Queue = asyncio.Queue()
+            for c in clients:
+                queue.put_nowait(c)
+            bucket = TokenBucket(self.rate, self.burst) if self.rate else None
+            st = _LoopState(loop, queue, clients, bucket)
+            self._loops[id(loop)] = st
+        return st
+
+
+class OpenAICompatibleChat(ChatBackend):
+    """Chat over ``/v1/chat/completions`` of any OpenAI-compatible server (vLLM, SGLang,
+    Ollama, LM Studio, hosted providers).
+
+    ``base_url`` is the API root including ``/v1`` (a list of roots spreads calls
+    round-robin). ``concurrency`` and ``rate_limit_per_s`` apply per endpoint.
+    """
+
+    supports_images = True
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str],
+        model: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        retry_after_max: float = 300.0,
+        concurrency: int = 8,
+        rate_limit_per_s: float | None = None,
+        rate_burst: float | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        model_id: str | None = None,
+        image_max_side: int | None = None,
+        send_seed: bool = True,
+    ):
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls or not all(isinstance(u, str) and u.strip() for u in urls):
+            raise ValueError("base_url must be a non-empty URL (or list of URLs), e.g. "
+                             "http://127.0.0.1:8000/v1")
+        if not model:
+            raise ValueError("model must name the served model, e.g. Qwen/Qwen2.5-VL-7B-Instruct")
+        self.model = model
+        self.model_id = model_id or f"openai:{model}"
+        self._api_key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.retry_after_max = float(retry_after_max)
+        self.extra_body = dict(extra_body or {})
+        self.image_max_side = image_max_side
+        self.send_seed = send_seed
+        self._endpoints = [
+            _Endpoint(u.rstrip("/") + "/", int(concurrency), rate_limit_per_s, rate_burst)
+            for u in urls
+        ]
+        self._rr = 0
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:  # never the key
+        urls = [e.base_url for e in self._endpoints]
+        return (f"OpenAICompatibleChat(model={self.model!r}, base_url={urls!r}, "
+                f"api_key={'***' if self._api_key else None})")
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "class": type(self).__name__,
+                "base_url": [e.base_url for e in self._endpoints]}
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self._api_key:
+            h["Authorization"] = f"Bearer {self._api_key}"
+        return h
+
+    def _next_endpoint(self) -> _Endpoint:
+        ep = self._endpoints[self._rr % len(self._endpoints)]
+        self._rr += 1
+        return ep
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            # the server said how long: honour it (capped by retry_after_max), plus jitter
+            return min(self.retry_after_max, retry_after) + self._rng.uniform(0, 0.05)
+        cap = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        return self._rng.uniform(0.5 * cap, cap)  # "equal jitter": never a zero wait
+
+    async def chat(self, messages, *, temperature=1.0, seed=None, max_tokens=512, images=None):
+        msgs = list(messages)
+        if images:
+            msgs = _attach_images(msgs, [encode_image(im, max_side=self.image_max_side)
+                                         for im in images])
+        body: dict[str, Any] = {"model": self.model, "messages": msgs,
+                                "temperature": float(temperature), "max_tokens": int(max_tokens)}
+        if seed is not None and self.send_seed:
+            body["seed"] = int(seed)
+        body.update(self.extra_body)
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        last: ChatError | None = None
+        for attempt in range(self.max_retries + 1):
+            ep = self._next_endpoint()
+            try:
+                reply = await self._once(ep, payload)
+                reply.attempts = attempt + 1
+                return reply
+            except ChatError as exc:
+                exc.attempts = attempt + 1
+                last = exc
+                if not exc.retryable or attempt == self.max_retries:
+                    raise
+                wait = self._backoff(attempt, exc.retry_after)
+                logger.debug("chat %s on %s (attempt %d), retrying in %.2fs",
+                             exc.reason, ep.base_url, attempt + 1, wait)
+                await asyncio.sleep(wait)
+        raise last  # pragma: no cover - loop always returns or raises
+
+    async def _once(self, ep: _Endpoint, payload: bytes) -> ChatReply:
+        import httpx
+
+        st = ep.state(self.timeout)
+        client = await st.clients.get()
+        try:
+            if st.bucket is not None:
+                await st.bucket.acquire()
+            t0 = time.perf_counter()
+            try:
+                resp = await client.post("chat/completions", content=payload,
+                                         headers=self._headers())
+            except httpx.TimeoutException as exc:
+                raise ChatError("timeout", type(exc).__name__, retryable=True) from None
+            except httpx.TransportError as exc:
+                raise ChatError("transport", f"{type(exc).__name__}: {exc}",
+                                retryable=True) from None
+            latency = time.perf_counter() - t0
+        finally:
+            st.clients.put_nowait(client)
+        status = resp.status_code
+        if status == 429 or status == 408 or status >= 500:
+            raise ChatError(f"http_{status}", resp.text[:200], retryable=True, status=status,
+                            retry_after=_retry_after_seconds(resp.headers.get("retry-after")))
+        if status >= 400:
+            raise ChatError(f"http_{status}", resp.text[:300], status=status)
+        try:
+            data = resp.json()
+            text = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ChatError("bad_json", f"{type(exc).__name__}: {resp.text[:200]!r}",
+                            retryable=True, status=status) from None
+        if text is None:
+            text = ""
+        if not isinstance(text, str):  # some servers return content parts
+            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        return ChatReply(text=text, raw=data, usage=dict(data.get("usage") or {}),
+                         latency=latency)
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        for ep in self._endpoints:
+            st = ep._loops.pop(id(loop), None)
+            if st is not None:
+                await asyncio.gather(*(c.aclose() for c in st.all_clients))
+
+
+# ----------------------------------------------------------------------------- local model
+class LocalTransformersChat(ChatBackend):
+    """A local Hugging Face model folder behind the async chat interface.
+
+    ``vision: auto`` uses ``AutoModelForImageTextToText`` + ``AutoProcessor`` when the folder
+    ships an image processor config, else a causal LM + tokenizer (images are then refused
+    with :class:`ChatError` ``no_vision``). Calls are serialised (one generation at a time,
+    in a worker thread); ``seed`` seeds torch before each sampled generation, so the same
+    (prompt, seed) gives the same text on the same machine; ``temperature <= 0`` is greedy.
+    """
+
+    def __init__(self, model_dir: str | Path, *, device: str = "auto", precision: str = "auto",
+                 vision: str | bool = "auto", model_id: str | None = None,
+                 num_threads: int | None = None, image_max_side: int | None = 448):
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{self.model_dir} has no config.json: not a Hugging Face "
+                                    "model folder (save_pretrained output expected)")
+        self.device_request = device
+        self.precision = precision
+        self.num_threads = num_threads
+        self.image_max_side = image_max_side
+        if vision == "auto":
+            vision = any((self.model_dir / n).is_file()
+                         for n in ("preprocessor_config.json", "processor_config.json"))
+        self.supports_images = bool(vision)
+        self.model_id = model_id or f"local:{self.model_dir.name}"
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalTransformersChat({str(self.model_dir)!r}, vision={self.supports_images})"
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "class": type(self).__name__,
+                "model_dir": str(self.model_dir), "vision": self.supports_images}
+
+    def _load(self):
+        if self._loaded is not None:
+            return self._loaded
+        import torch
+
+        from evads_kedro.devices import resolve_device, torch_dtype_for
+
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
+        device = resolve_device(self.device_request)
+        dtype = torch_dtype_for(device, self.precision)
+        kw = {"local_files_only": True, "dtype": dtype}
+        if self.supports_images:
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            model = AutoModelForImageTextToText.from_pretrained(str(self.model_dir), **kw)
+            proc = AutoProcessor.from_pretrained(str(self.model_dir), local_files_only=True)
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), **kw)
+            proc = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        model.to(device).eval()
+        self._loaded = (model, proc, device)
+        logger.info("loaded %s on %s (%s)", self.model_dir, device, dtype)
+        return self._loaded
+
+    def _generate(self, messages, temperature, seed, max_tokens, images) -> ChatReply:
+        import torch
+
+        with self._lock:
+            t0 = time.perf_counter()
+            if self.num_threads:  # per calling thread with OpenMP: set it where we generate
+                torch.set_num_threads(int(self.num_threads))
+            model, proc, device = self._load()
+            if images and not self.supports_images:
+                raise ChatError("no_vision", f"{self.model_dir.name} is a text-only model")
+            if self.supports_images:
+                inputs = self._vision_inputs(proc, messages, images or [])
+                tok = proc.tokenizer
+            else:
+                tok = proc
+                inputs = tok.apply_chat_template(list(messages), add_generation_prompt=True,
+                                                 return_tensors="pt", return_dict=True)
+            inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
+            n_in = int(inputs["input_ids"].shape[1])
+            gen: dict[str, Any] = {"max_new_tokens": int(max_tokens)}
+            if temperature and temperature > 0:
+                gen.update(do_sample=True, temperature=float(temperature), top_p=1.0, top_k=0)
+            else:
+                gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            with torch.inference_mode():
+                out = model.generate(**inputs, pad_token_id=pad, **gen)
+            new = out[0, n_in:]
+            text = tok.decode(new, skip_special_tokens=True)
+            usage = {"prompt_tokens": n_in, "completion_tokens": int(new.shape[0])}
+            return ChatReply(text=text, raw={"model_dir": str(self.model_dir)}, usage=usage,
+                             latency=time.perf_counter() - t0)
+
+    def _vision_inputs(self, proc, messages, images):
+        from PIL import Image
+
+        pil = [Image.open(io.BytesIO(encode_image(im, max_side=self.image_max_side)))
+               for im in images]
+        msgs = [dict(m) for m in messages]
+        for m in reversed(msgs):
+            if m.get("role") == "user":
+                text = m["content"] if isinstance(m["content"], str) else ""
+                m["content"] = [{"type": "image"} for _ in pil] + [{"type": "text", "text": text}]
+                break
+        prompt = proc.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return proc(text=[prompt], images=pil or None, return_tensors="pt")
+
+    async def chat(self, messages, *, temperature=1.0, seed=None, max_tokens=512, images=None):
+        try:
+            return await asyncio.to_thread(self._generate, list(messages), temperature, seed,
+                                           max_tokens, list(images or []))
+        except ChatError:
+            raise
+        except Exception as exc:  # a model error is one failed item, not a dead batch
+            raise ChatError("local_error", f"{type(exc).__name__}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------- factory
+_CACHE: dict[str, ChatBackend] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _resolve_model_dir(params: Mapping[str, Any]) -> Path:
+    """``model_dir`` path, or ``asset: smollm2`` for the packaged SmolLM2 export."""
+    if params.get("model_dir"):
+        p = Path(str(params["model_dir"])).expanduser()
+        if not p.is_absolute():
+            from evads_kedro.paths import project_root
+
+            p = project_root() / p
+        return p
+    asset = params.get("asset")
+    if asset == "smollm2":
+        from evads_kedro.assets import smollm2_hf_dir
+
+        return smollm2_hf_dir()
+    raise ValueError("local backend needs model_dir (a Hugging Face folder) or asset: smollm2")
+
+
+def build_chat(params: Mapping[str, Any]) -> ChatBackend:
+    """Build (once per process per distinct ``params``) the backend described by ``params``.
+
+    ``backend: openai`` → :class:`OpenAICompatibleChat` (``base_url``, ``model``, optional
+    ``api_key_env``/``api_key``, ``concurrency``, ``rate_limit_per_s``, ``timeout``,
+    ``max_retries``, ...). ``base_url``/``model`` may be left empty and taken from the
+    ``EVADS_LLM_BASE_URL`` / ``EVADS_LLM_MODEL`` environment variables.
+    ``backend: local`` → :class:`LocalTransformersChat` (``model_dir`` or ``asset``,
+    ``device``, ``precision``, ``vision``). Unknown keys are ignored (callers keep decoding
+    parameters in the same mapping).
+    """
+    params = dict(params)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        kind = params.get("backend", "openai")
+        if kind == "openai":
+            base_url = params.get("base_url") or os.environ.get("EVADS_LLM_BASE_URL")
+            model = params.get("model") or os.environ.get("EVADS_LLM_MODEL")
+            if not base_url or not model:
+                raise ValueError("openai backend needs base_url and model (parameters, or "
+                                 "EVADS_LLM_BASE_URL / EVADS_LLM_MODEL)")
+            backend: ChatBackend = OpenAICompatibleChat(
+                base_url, model,
+                api_key=params.get("api_key"),
+                api_key_env=params.get("api_key_env", "OPENAI_API_KEY"),
+                timeout=float(params.get("timeout", 120.0)),
+                max_retries=int(params.get("max_retries", 5)),
+                backoff_base=float(params.get("backoff_base", 0.5)),
+                backoff_max=float(params.get("backoff_max", 30.0)),
+                retry_after_max=float(params.get("retry_after_max", 300.0)),
+                concurrency=int(params.get("concurrency", 8)),
+                rate_limit_per_s=params.get("rate_limit_per_s"),
+                rate_burst=params.get("rate_burst"),
+                extra_body=params.get("extra_body"),
+                model_id=params.get("model_id"),
+                image_max_side=params.get("image_max_side"),
+                send_seed=bool(params.get("send_seed", True)),
+            )
+        elif kind == "local":
+            backend = LocalTransformersChat(
+                _resolve_model_dir(params),
+                device=params.get("device", "auto"),
+                precision=params.get("precision", "auto"),
+                vision=params.get("vision", "auto"),
+                model_id=params.get("model_id"),
+                num_threads=params.get("num_threads"),
+                image_max_side=params.get("image_max_side", 448),
+            )
+        else:
+            raise ValueError(f"unknown chat backend {kind!r}; use openai or local")
+        _CACHE[key] = backend
+        return backend
+
+
+def clear_chat_cache() -> None:
+    """Forget the per-process backends (tests; after changing environment variables)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

@@ -1,0 +1,132 @@
+"""Append-only JSONL cache of finished model/judge calls, and its Kedro dataset.
+
+One line per finished call: ``{"key": <sha256>, ...record}``. Each append is written with a
+single ``write`` on an ``O_APPEND`` descriptor, then flushed and fsync'd, so a killed run loses
+at most the calls still in flight. Loading tolerates a torn last line (a write cut by a kill)
+and ignores it; the next append first terminates that line so it never glues onto a record.
+When a key appears twice (two concurrent runs), the last record wins.
+
+Nodes get a :class:`JsonlCache` handle through the catalog (:class:`JsonlCacheDataset`), look
+keys up before calling a model and append right after each call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+logger = logging.getLogger(__name__)
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of a JSON-serialisable object (sorted keys, UTF-8, no whitespace)."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class JsonlCache:
+    """Key → record store backed by an append-only JSONL file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[str, Any]] = {}
+        self.torn_lines = 0
+        self.bad_lines = 0
+        self._needs_newline = False
+        self.reload()
+
+    def reload(self) -> None:
+        """(Re)read the file; skip a torn last line and count undecodable lines."""
+        self._records.clear()
+        self.torn_lines = self.bad_lines = 0
+        self._needs_newline = False
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            self._needs_newline = True
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            last = i == len(lines) - 1  # no newline after it: possibly torn
+            try:
+                rec = json.loads(line)
+                key = rec["key"]
+            except (ValueError, KeyError, TypeError):
+                if last:
+                    self.torn_lines += 1
+                else:
+                    self.bad_lines += 1
+                continue
+            self._records[key] = rec
+        if self.torn_lines or self.bad_lines:
+            logger.warning("%s: ignored %d torn and %d undecodable line(s)", self.path,
+                           self.torn_lines, self.bad_lines)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._records.get(key)
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._records.values())
+
+    def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Append ``record`` under ``key`` durably (write + flush + fsync) and remember it."""
+        rec = {"key": key, **{k: v for k, v in record.items() if k != "key"}}
+        line = (json.dumps(rec, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if self._needs_newline:
+                    line = b"\n" + line
+                    self._needs_newline = False
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._records[key] = rec
+        return rec
+
+
+class JsonlCacheDataset(AbstractDataset[None, JsonlCache]):
+    """Catalog entry for a :class:`JsonlCache`: loading returns the live handle.
+
+    The nodes append through the handle while they run (that is the point: persistence per
+    finished call); saving a whole cache is therefore refused.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> JsonlCache:
+        return JsonlCache(self._filepath)
+
+    def _save(self, data: Any) -> None:
+        raise DatasetError(f"{self._filepath} is an append-only cache: nodes append through "
+                           "the handle they load, they never save it whole")
+
+    def _exists(self) -> bool:
+        return True  # an absent file is an empty cache
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

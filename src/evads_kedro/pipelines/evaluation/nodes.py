@@ -1,0 +1,457 @@
+"""Nodes of the ``evaluation`` pipeline (SPEC §6, issue 6).
+
+classify_tasks → select_questions → generate_answers → judge_answers → aggregate_results.
+Generation and judging call models through :mod:`evads_kedro.backends.llm` and persist each
+finished call in an append-only JSONL cache (catalog datasets ``evaluation_answer_cache`` and
+``evaluation_judgement_cache``), then save their whole table before the next node starts, so a
+rerun makes no repeated call and a killed run loses only the calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evads_kedro.backends.llm import ChatBackend, build_chat
+from evads_kedro.pipelines.evaluation import report as rep
+from evads_kedro.pipelines.evaluation import tasks
+from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text_hash
+from evads_kedro.pipelines.evaluation.runner import Job, run_jobs, run_sync
+from evads_kedro.pipelines.evaluation.templates import (
+    ANSWER_FIELDS,
+    JUDGE_FIELDS,
+    load_template,
+    render,
+    resolve_path,
+)
+from evads_kedro.pipelines.evaluation.video_frames import frame_source, load_frames
+from evads_kedro.scoring import InvalidScore, all_scores, parse_judge_reply, split_completion
+from evads_kedro.taxonomy import TASKS, category_slug
+from evads_kedro.timeline import parse_timeline
+
+logger = logging.getLogger(__name__)
+
+QUESTION_COLUMNS = [
+    "question_id", "video_id", "split", "category", "category_slug", "task", "task_raw",
+    "task_source", "dimension", "dimension_slug", "question", "answer", "clues",
+    "timeline_asr_only", "timeline_full", "video_path", "video_exists",
+]
+ANSWER_COLUMNS = [
+    "model", "model_id", "question_id", "video_id", "sample_index", "seed", "answer_key",
+    "status", "error", "input_mode", "frame_source", "n_frames", "text", "answer", "think",
+    "well_formed", "latency_s", "prompt_tokens", "completion_tokens", "attempts", "cached",
+]
+JUDGEMENT_COLUMNS = [
+    "model", "question_id", "sample_index", "answer_key", "judge_key", "judge_model_id",
+    "judge_template_hash", "judge_status", "r5", "attempts", "raw_reply", "raw_replies",
+    "error", "cached",
+]
+ITEM_COLUMNS = [
+    "model", "model_id", "question_id", "video_id", "split", "sample_index", "category",
+    "category_slug", "task", "task_source", "dimension", "dimension_slug", "question",
+    "reference_answer", "input_mode", "answer_status", "answer", "well_formed", "judge_status",
+    "r5", "r3", "s", "mg", "judge_raw_reply", "error",
+]
+
+
+# ------------------------------------------------------------------------------ questions
+def _norm_category(label: Any) -> str:
+    """Slug of a category label; the release writes ``母婴玩具 & 宠物`` for ``母婴玩具/宠物``."""
+    if not isinstance(label, str):
+        return "unknown"
+    return category_slug(label.replace(" & ", "/").strip())
+
+
+def classify_tasks(qa: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
+    """Task label (BP/CM/ML/CI/RC) of every released question + the classifier's report."""
+    method = params.get("method", "rules")
+    if method != "rules":
+        raise ValueError(f"task_classifier.method {method!r} is not implemented; use 'rules'")
+    labels, report = tasks.classify_tasks(qa, params)
+    logger.info("task classifier: raw labels form a permutation for %.1f%% of %d videos; "
+                "%d labels changed by the per-video assignment",
+                100 * (report["permutation_rate"] or 0), report["n_videos_with_5"],
+                report["changed_by_assignment"])
+    return labels, report
+
+
+def _asr_only(row: pd.Series) -> str:
+    """The ASR-only timeline given to the model under test (SPEC §6): the RL prompt's own
+    timeline when the row is from the RL split (kept as released), else derived."""
+    pt = row.get("prompt_timeline")
+    if isinstance(pt, str) and pt.startswith("Voiceover:"):
+        return pt
+    return parse_timeline(row["timeline_full"]).to_asr_only().render()
+
+
+def _limit(value: Any) -> int | None:
+    """``max_questions`` as an int; null / "null" / "all" / 0 mean no limit (CLI strings)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in
+                         ("", "null", "none", "all")):
+        return None
+    return int(value) or None
+
+
+def select_questions(qa: pd.DataFrame, task_labels: pd.DataFrame, videos: pd.DataFrame,
+                     params: dict[str, Any]) -> pd.DataFrame:
+    """The evaluated subset: whole videos (all their questions) from ``subset.splits``, in a
+    seeded order, as many as fit in ``subset.max_questions`` (at least one video, cut only when
+    the limit is below one video); or an explicit ``subset.question_ids``."""
+    sp = dict(params.get("subset") or {})
+    df = qa.drop(columns=[c for c in ("task",) if c in qa.columns])
+    df = df.merge(task_labels[["question_id", "task", "task_raw", "task_source"]],
+                  on="question_id", how="left")
+    splits = sp.get("splits")
+    if splits:
+        df = df[df["split"].isin(list(splits))]
+    if sp.get("question_ids"):
+        df = df[df["question_id"].isin(list(sp["question_ids"]))]
+    elif _limit(sp.get("max_questions")):
+        limit = _limit(sp["max_questions"])
+        vids = sorted(df["video_id"].unique())
+        rng = np.random.default_rng(int(sp.get("seed", 0)))
+        order = [vids[i] for i in rng.permutation(len(vids))]
+        sizes = df.groupby("video_id").size()
+        chosen, total = [], 0
+        for v in order:  # whole videos while they fit (a video's 5 questions stay together)
+            if total + int(sizes[v]) > limit:
+                if not chosen:  # a limit below one video: the first video's first questions
+                    chosen.append(v)
+                break
+            chosen.append(v)
+            total += int(sizes[v])
+        df = df[df["video_id"].isin(chosen)]
+        if len(df) > limit:
+            df = df.sort_values(["video_id", "question_id"]).head(limit)
+    if df.empty:
+        raise ValueError("evaluation subset is empty: check evaluation.subset (splits "
+                         f"{splits}) and that the ingestion tables are there")
+    vcols = [c for c in ("video_id", "video_path", "video_exists") if c in videos.columns]
+    df = df.merge(videos[vcols].drop_duplicates("video_id"), on="video_id", how="left") \
+        if "video_id" in vcols else df.assign(video_path=None, video_exists=False)
+    out = pd.DataFrame({
+        "question_id": df["question_id"],
+        "video_id": df["video_id"].astype(str),
+        "split": df["split"],
+        "category": df["category"],
+        "category_slug": df["category"].map(_norm_category),
+        "task": df["task"],
+        "task_raw": df["task_raw"],
+        "task_source": df["task_source"],
+        "dimension": df["task"].map(lambda t: TASKS[t].dimension if t in TASKS else None),
+        "question": df["question"],
+        "answer": df["answer"],
+        "clues": [c if isinstance(c, str) and c.strip() else (t if isinstance(t, str) else "")
+                  for c, t in zip(df["clues"], df.get("think", pd.Series([None] * len(df))), strict=True)],
+        "timeline_asr_only": [_asr_only(r) for _, r in df.iterrows()],
+        "timeline_full": df["timeline_full"],
+        "video_path": df.get("video_path"),
+        "video_exists": df.get("video_exists", False),
+    })
+    out["dimension_slug"] = out["dimension"].map(rep.DIMENSION_SLUG)
+    out["video_exists"] = out["video_exists"].fillna(False).astype(bool)
+    out = out.sort_values(["video_id", "question_id"]).reset_index(drop=True)
+    logger.info("evaluation subset: %d questions from %d videos (splits %s)", len(out),
+                out["video_id"].nunique(), splits)
+    return out[QUESTION_COLUMNS]
+
+
+# ------------------------------------------------------------------------------ generation
+def _enabled_models(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    models = {name: dict(spec) for name, spec in (params.get("models_under_test") or {}).items()
+              if spec and spec.get("enabled", True)}
+    if not models:
+        raise ValueError("no enabled model under test: set evaluation.models_under_test")
+    return models
+
+
+def _model_settings(spec: Mapping[str, Any], gen: Mapping[str, Any]) -> dict[str, Any]:
+    """Generation settings of one model: pipeline defaults overridden by the model's keys."""
+    keys = ("temperature", "seed", "n_samples", "max_tokens", "prompt_path", "video_token",
+            "n_frames", "max_side", "system_prompt", "concurrency")
+    s = {k: gen.get(k) for k in keys}
+    s.update({k: spec[k] for k in keys if k in spec})
+    s["timeline"] = spec.get("timeline", "asr_only")
+    s["video"] = spec.get("video", "none")
+    if s["timeline"] not in ("asr_only", "full", "none"):
+        raise ValueError(f"timeline must be asr_only, full or none, got {s['timeline']!r}")
+    if s["video"] not in ("frames", "none"):
+        raise ValueError(f"video must be frames or none, got {s['video']!r}")
+    return s
+
+
+def _messages(prompt: str, system_prompt: str | None) -> list[dict[str, Any]]:
+    msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return msgs + [{"role": "user", "content": prompt}]
+
+
+def _answer_jobs(questions: pd.DataFrame, params: Mapping[str, Any]):
+    gen = dict(params.get("generation") or {})
+    frames_dir = params.get("frames_dir")
+    frames_dir = str(resolve_path(frames_dir)) if frames_dir else None
+    jobs: list[Job] = []
+    concurrency: dict[str, int] = {}
+    models_meta: dict[str, dict[str, Any]] = {}
+    for name, spec in _enabled_models(params).items():
+        s = _model_settings(spec, gen)
+        backend: ChatBackend = build_chat(spec.get("backend") or {})
+        if s["video"] == "frames" and not backend.supports_images:
+            raise ValueError(f"model {name!r} asks for video frames but {backend!r} has no "
+                             "image input; use video: none or a vision model")
+        template = load_template(s["prompt_path"], ANSWER_FIELDS)
+        concurrency[name] = int(s.get("concurrency") or spec.get("backend", {}).get(
+            "concurrency") or 1)
+        models_meta[name] = {"model_id": backend.model_id, "timeline": s["timeline"],
+                             "video": s["video"], "n_frames": s.get("n_frames")}
+        n_samples = int(s.get("n_samples") or 1)
+        base_seed = s.get("seed")
+        for q in questions.itertuples(index=False):
+            timeline = {"asr_only": q.timeline_asr_only, "full": q.timeline_full,
+                        "none": ""}[s["timeline"]]
+            prompt = render(template, video_token=s.get("video_token") or "",
+                            timeline=timeline, question=q.question)
+            messages = _messages(prompt, s.get("system_prompt"))
+            src = None
+            image_spec = None
+            if s["video"] == "frames":
+                vpath = q.video_path if isinstance(q.video_path, str) else None
+                src = frame_source(q.video_id, vpath, frames_dir)
+                if src is not None:
+                    image_spec = {"video_id": q.video_id, "source": src,
+                                  "n_frames": int(s["n_frames"]), "max_side": s.get("max_side")}
+            input_mode = ("text" if s["video"] == "none" else
+                          "frames+text" if src else "text_no_video")
+            for k in range(n_samples):
+                seed = None if base_seed is None else int(base_seed) + k
+                decoding = {"temperature": float(s["temperature"]),
+                            "max_tokens": int(s["max_tokens"])}
+                key = stable_hash({"kind": "answer", "model": backend.model_id,
+                                   "messages": messages, "images": image_spec,
+                                   "decoding": decoding, "seed": seed, "sample_index": k})
+                meta = {"model_id": backend.model_id, "question_id": q.question_id,
+                        "sample_index": k, "seed": seed, "input_mode": input_mode,
+                        "frame_source": src}
+                jobs.append(Job(key=key, group=name, meta={**meta, "_model": name,
+                                                           "_video_id": q.video_id},
+                                run=_answer_call(backend, messages, decoding, seed,
+                                                 image_spec, q, frames_dir)))
+    return jobs, concurrency, models_meta
+
+
+def _answer_call(backend, messages, decoding, seed, image_spec, q, frames_dir):
+    async def run() -> dict[str, Any]:
+        images = None
+        if image_spec is not None:
+            vpath = q.video_path if isinstance(q.video_path, str) else None
+            frames, _ = await asyncio.to_thread(load_frames, q.video_id, vpath, frames_dir,
+                                                image_spec["n_frames"], image_spec["max_side"])
+            images = list(frames)
+        reply = await backend.chat(messages, temperature=decoding["temperature"], seed=seed,
+                                   max_tokens=decoding["max_tokens"], images=images)
+        return {"kind": "answer", "status": "ok", "text": reply.text, "usage": reply.usage,
+                "latency_s": round(reply.latency, 4), "attempts": reply.attempts,
+                "n_frames": len(images or [])}
+    return run
+
+
+def generate_answers(questions: pd.DataFrame, answer_cache: JsonlCache,
+                     params: dict[str, Any]) -> pd.DataFrame:
+    """Answer every (model under test, question, sample); one row each, failures included."""
+    jobs, concurrency, _ = _answer_jobs(questions, params)
+    results, stats = run_sync(run_jobs(
+        jobs, answer_cache, concurrency=concurrency, desc="answers",
+        progress=bool(params.get("progress", True)),
+        cache_failures=bool(params.get("cache_failures", False))))
+    rows = []
+    for job, r in zip(jobs, results, strict=True):
+        ok = r.get("status") == "ok"
+        comp = split_completion(r.get("text") or "") if ok else None
+        usage = r.get("usage") or {}
+        rows.append({
+            "model": job.meta["_model"], "model_id": job.meta["model_id"],
+            "question_id": job.meta["question_id"], "video_id": job.meta["_video_id"],
+            "sample_index": job.meta["sample_index"], "seed": job.meta["seed"],
+            "answer_key": job.key, "status": r.get("status"), "error": r.get("error"),
+            "input_mode": job.meta["input_mode"], "frame_source": job.meta["frame_source"],
+            "n_frames": r.get("n_frames", 0), "text": r.get("text"),
+            "answer": comp.answer if comp else None, "think": comp.think if comp else None,
+            "well_formed": comp.well_formed if comp else None,
+            "latency_s": r.get("latency_s"), "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "attempts": r.get("attempts"), "cached": bool(r.get("cached")),
+        })
+    out = pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+    out["seed"] = out["seed"].astype("Int64")
+    return out
+
+
+# ---------------------------------------------------------------------------------- judge
+def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Judge backend + template + decoding, with its identity (model id, template hash)."""
+    j = dict(params.get("judge") or {})
+    path = params.get("judge_prompt_path") or j.get("prompt_path")
+    if not path:
+        raise ValueError("set evaluation.judge_prompt_path to a judge prompt template")
+    template = load_template(path, JUDGE_FIELDS)
+    backend = build_chat(j.get("backend") or {})
+    return {"backend": backend, "template": template, "template_path": str(path),
+            "template_hash": text_hash(template), "model_id": backend.model_id,
+            "temperature": float(j.get("temperature", 0.0)), "seed": j.get("seed", 42),
+            "max_tokens": int(j.get("max_tokens", 16)),
+            "invalid_retries": int(j.get("invalid_retries", 2)),
+            "concurrency": int(j.get("concurrency") or (j.get("backend") or {}).get(
+                "concurrency") or 1),
+            "smoke_test": bool(j.get("smoke_test", False))}
+
+
+def judge_call(js: Mapping[str, Any], prompt: str):
+    """Coroutine factory of one judgement (reused by the GRPO judge reward): ask, parse
+    strictly, re-ask up to ``invalid_retries`` times, else an ``invalid`` record with the raw
+    replies. Transport failures raise :class:`~evads_kedro.backends.llm.ChatError`."""
+
+    async def run() -> dict[str, Any]:
+        replies: list[str] = []
+        error = ""
+        for attempt in range(1, js["invalid_retries"] + 2):
+            reply = await js["backend"].chat([{"role": "user", "content": prompt}],
+                                             temperature=js["temperature"], seed=js["seed"],
+                                             max_tokens=js["max_tokens"])
+            replies.append(reply.text)
+            try:
+                r5 = parse_judge_reply(reply.text)
+            except InvalidScore as exc:
+                error = str(exc)
+                continue
+            return {"kind": "judgement", "status": "ok", "r5": r5, "raw_reply": reply.text,
+                    "raw_replies": replies, "attempts": attempt}
+        return {"kind": "judgement", "status": "invalid", "r5": None,
+                "raw_reply": replies[-1] if replies else None, "raw_replies": replies,
+                "attempts": len(replies), "error": error}
+    return run
+
+
+def judge_answers(questions: pd.DataFrame, answers: pd.DataFrame, judgement_cache: JsonlCache,
+                  params: dict[str, Any]) -> pd.DataFrame:
+    """Judge every answered item (only the inside of ``<answer>`` when present, SPEC §6).
+
+    Cache key: (judge model id, judge template hash, question id, hash of the judged text).
+    An answer whose generation failed gets ``judge_status = skipped`` (counted as failed)."""
+    js = judge_settings(params)
+    qs = questions.set_index("question_id")
+    jobs: list[Job] = []
+    rows: list[dict[str, Any]] = []
+    job_rows: list[int] = []
+    for a in answers.itertuples(index=False):
+        base = {"model": a.model, "question_id": a.question_id, "sample_index": a.sample_index,
+                "answer_key": a.answer_key, "judge_model_id": js["model_id"],
+                "judge_template_hash": js["template_hash"]}
+        if a.status != "ok":
+            rows.append({**base, "judge_key": None, "judge_status": "skipped", "r5": None,
+                         "attempts": 0, "raw_reply": None, "raw_replies": None,
+                         "error": f"generation {a.status}: {a.error}", "cached": False})
+            continue
+        q = qs.loc[a.question_id]
+        judged = a.answer or ""
+        key = stable_hash({"kind": "judgement", "judge": js["model_id"],
+                           "template": js["template_hash"], "question_id": a.question_id,
+                           "judged": text_hash(judged)})
+        prompt = render(js["template"], question=q["question"], metadata=q["timeline_full"],
+                        clues=q["clues"] or "", reference_answer=q["answer"],
+                        model_output=judged)
+        jobs.append(Job(key=key, group="judge", run=judge_call(js, prompt),
+                        meta={"question_id": a.question_id, "judge_model_id": js["model_id"]}))
+        job_rows.append(len(rows))
+        rows.append({**base, "judge_key": key})
+    results, stats = run_sync(run_jobs(
+        jobs, judgement_cache, concurrency={"judge": js["concurrency"]}, desc="judgements",
+        progress=bool(params.get("progress", True)),
+        cache_failures=bool(params.get("cache_failures", False))))
+    for i, r in zip(job_rows, results, strict=True):
+        replies = r.get("raw_replies")
+        rows[i].update({"judge_status": r.get("status"), "r5": r.get("r5"),
+                        "attempts": r.get("attempts"), "raw_reply": r.get("raw_reply"),
+                        "raw_replies": None if replies is None else
+                        json.dumps(replies, ensure_ascii=False),
+                        "error": r.get("error"), "cached": bool(r.get("cached"))})
+    out = pd.DataFrame(rows, columns=JUDGEMENT_COLUMNS)
+    out["r5"] = out["r5"].astype(float)
+    n_inv = int((out["judge_status"] == "invalid").sum())
+    if n_inv:
+        logger.warning("%d of %d judgements invalid (no legal 'Answer: <score>' after %d "
+                       "tries); counted in the report, raw replies kept", n_inv, len(out),
+                       js["invalid_retries"] + 1)
+    return out
+
+
+_judge_call = judge_call  # old name
+
+
+# ---------------------------------------------------------------------------- aggregation
+def aggregate_results(questions: pd.DataFrame, answers: pd.DataFrame,
+                      judgements: pd.DataFrame, task_report: dict[str, Any],
+                      params: dict[str, Any]):
+    """Per-item table, long breakdown, leaderboard (CSV + markdown + plot) and MLflow metrics."""
+    rp = dict(params.get("report") or {})
+    j = judgements.drop(columns=["answer_key"]).rename(columns={
+        "error": "judge_error", "attempts": "judge_attempts", "cached": "judge_cached"})
+    items = answers.merge(j, on=["model", "question_id", "sample_index"], how="left")
+    items = items.merge(questions.drop(columns=["video_id"]).rename(
+        columns={"answer": "reference_answer"}), on="question_id", how="left")
+    items["judge_status"] = items["judge_status"].fillna("skipped")
+    scores = items["r5"].map(lambda v: all_scores(v) if pd.notna(v) else {})
+    for k in ("r3", "s", "mg"):
+        items[k] = scores.map(lambda d, k=k: d.get(k, np.nan)).astype(float)
+    items["r5"] = items["r5"].astype(float)
+    item_table = pd.DataFrame({
+        "model": items["model"], "model_id": items["model_id"],
+        "question_id": items["question_id"], "video_id": items["video_id"],
+        "split": items["split"], "sample_index": items["sample_index"],
+        "category": items["category"], "category_slug": items["category_slug"],
+        "task": items["task"], "task_source": items["task_source"],
+        "dimension": items["dimension"], "dimension_slug": items["dimension_slug"],
+        "question": items["question"], "reference_answer": items["reference_answer"],
+        "input_mode": items["input_mode"], "answer_status": items["status"],
+        "answer": items["answer"],
+        "well_formed": items["well_formed"], "judge_status": items["judge_status"],
+        "r5": items["r5"], "r3": items["r3"], "s": items["s"], "mg": items["mg"],
+        "judge_raw_reply": items["raw_reply"],
+        "error": items["error"].where(items["error"].notna(), items["judge_error"]),
+    })[ITEM_COLUMNS]
+    table = rep.breakdown(item_table, n_boot=int(rp.get("bootstrap", 1000)),
+                          level=float(rp.get("level", 0.95)), seed=int(rp.get("seed", 0)))
+    models = (answers.groupby("model", sort=False)
+              .agg(model_id=("model_id", "first"),
+                   input=("input_mode", lambda s: ", ".join(
+                       f"{m}×{n}" if len(s.unique()) > 1 else m
+                       for m, n in s.value_counts().items())))
+              .reset_index())
+    models_cfg = params.get("models_under_test") or {}
+    models["timeline"] = models["model"].map(lambda m: (models_cfg.get(m) or {}).get(
+        "timeline", "asr_only"))
+    models["input"] = models["timeline"] + " timeline; " + models["input"]
+    jp = dict(params.get("judge") or {})
+    judged = judgements["judge_model_id"].dropna()
+    judge = {"model_id": judged.iloc[0] if len(judged) else "none",
+             "template": params.get("judge_prompt_path") or jp.get("prompt_path"),
+             "template_hash": (judgements["judge_template_hash"].dropna().iloc[0]
+                               if judgements["judge_template_hash"].notna().any() else ""),
+             "temperature": jp.get("temperature", 0.0), "seed": jp.get("seed", 42),
+             "smoke_test": bool(jp.get("smoke_test", False))}
+    board = rep.leaderboard(table, models)
+    board.insert(3, "judge", judge["model_id"] + (" (smoke test)" if judge["smoke_test"] else ""))
+    md = rep.markdown_report(
+        board, table, judge=judge,
+        task_report=task_report,
+        subset={"n_questions": int(questions["question_id"].nunique()),
+                "n_videos": int(questions["video_id"].nunique()),
+                "splits": sorted(questions["split"].unique().tolist())})
+    mets = rep.metrics(table, task_report)
+    fig = rep.plot(board, title="E-VAds evaluation" + (" (smoke-test judge)"
+                                                      if judge["smoke_test"] else ""))
+    return item_table, table, board, md, mets, fig

@@ -1,0 +1,91 @@
+"""Frames shown to a vision model under test: a fixed count, evenly spaced, size-capped.
+
+Source order: the ingestion frames artefact (``<frames_dir>/<video_id>.zip``, already decoded)
+when present, else the video file through PyAV, else none (the model then gets text only and
+the item records ``input_mode = text_no_video``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def frame_source(video_id: str, video_path: str | None, frames_dir: str | Path | None) -> str | None:
+    """Where frames of a video would come from: ``frames_artefact``, ``video`` or None."""
+    if frames_dir and (Path(frames_dir) / f"{video_id}.zip").is_file():
+        return "frames_artefact"
+    if video_path and Path(video_path).is_file():
+        return "video"
+    return None
+
+
+def _even_indices(n_have: int, n_want: int) -> list[int]:
+    if n_have <= 0:
+        return []
+    n = min(n_have, n_want)
+    return sorted({min(n_have - 1, int((i + 0.5) * n_have / n)) for i in range(n)})
+
+
+def _cap(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    if not max_side or max(frame.shape[:2]) <= max_side:
+        return frame
+    img = Image.fromarray(frame)
+    s = max_side / max(img.size)
+    img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BILINEAR)
+    return np.asarray(img)
+
+
+def frames_from_video(path: str | Path, n_frames: int, max_side: int | None) -> list[np.ndarray]:
+    """``n_frames`` RGB frames at evenly spaced times of a video file (PyAV decode)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        if not duration or duration <= 0:  # unknown length: decode all, then subsample
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            return [_cap(frames[i], max_side) for i in _even_indices(len(frames), n_frames)]
+        targets = [(i + 0.5) * duration / n_frames for i in range(n_frames)]
+        out: list[np.ndarray] = []
+        k = 0
+        last = None
+        for frame in container.decode(stream):
+            t = float(frame.pts * frame.time_base) if frame.pts is not None else None
+            last = frame
+            while k < len(targets) and t is not None and t >= targets[k]:
+                out.append(_cap(frame.to_ndarray(format="rgb24"), max_side))
+                k += 1
+            if k == len(targets):
+                break
+        while k < len(targets) and last is not None:  # stream shorter than its header says
+            out.append(_cap(last.to_ndarray(format="rgb24"), max_side))
+            k += 1
+        return out
+
+
+def frames_from_artefact(path: str | Path, n_frames: int, max_side: int | None) -> list[np.ndarray]:
+    from evads_kedro.datasets import FramesDataset
+
+    stack = FramesDataset(str(path)).load()
+    return [_cap(stack.frames[i], max_side) for i in _even_indices(len(stack), n_frames)]
+
+
+@functools.lru_cache(maxsize=32)
+def load_frames(video_id: str, video_path: str | None, frames_dir: str | None,
+                n_frames: int, max_side: int | None) -> tuple[tuple[np.ndarray, ...], str | None]:
+    """Frames of one video and their source (cached per process: 5 questions share a video)."""
+    src = frame_source(video_id, video_path, frames_dir)
+    if src == "frames_artefact":
+        return tuple(frames_from_artefact(Path(frames_dir) / f"{video_id}.zip", n_frames,
+                                          max_side)), src
+    if src == "video":
+        return tuple(frames_from_video(video_path, n_frames, max_side)), src
+    return (), None

@@ -1,0 +1,205 @@
+"""The chat client against a real HTTP server on 127.0.0.1, and the local transformers backend."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from evads_kedro.backends.llm import (
+    ChatError,
+    LocalTransformersChat,
+    OpenAICompatibleChat,
+    TokenBucket,
+    build_chat,
+    clear_chat_cache,
+)
+from evaluation_data import build_tiny_lm
+from llm_server import FakeLLMServer, Hang, Reply, Status, Truncated, scripted
+
+USER = [{"role": "user", "content": "hello"}]
+
+
+def client(server: FakeLLMServer, **kw) -> OpenAICompatibleChat:
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("backoff_max", 0.05)
+    kw.setdefault("timeout", 2.0)
+    return OpenAICompatibleChat(server.base_url, "fake-model", api_key_env=None, **kw)
+
+
+def chat(c, messages=USER, **kw):
+    async def go():
+        try:
+            return await c.chat(messages, temperature=kw.pop("temperature", 0.0),
+                                seed=kw.pop("seed", 42), max_tokens=kw.pop("max_tokens", 8), **kw)
+        finally:
+            await c.aclose()
+    return asyncio.run(go())
+
+
+def test_normal_reply_and_request_body():
+    with FakeLLMServer(scripted([("hello", [Reply("hi there")])])) as srv:
+        reply = chat(client(srv), temperature=0.0, seed=42, max_tokens=8)
+        assert reply.text == "hi there" and reply.attempts == 1 and reply.latency > 0
+        assert reply.usage["completion_tokens"] == len("hi there")
+        body = srv.requests[0]["body"]
+        assert body["model"] == "fake-model" and body["temperature"] == 0.0
+        assert body["seed"] == 42 and body["max_tokens"] == 8
+        assert body["messages"] == USER
+
+
+def test_429_honours_retry_after():
+    script = scripted([("hello", [Status(429, headers={"Retry-After": "0.4"}), Reply("ok")])])
+    with FakeLLMServer(script) as srv:
+        t0 = time.perf_counter()
+        reply = chat(client(srv))
+        elapsed = time.perf_counter() - t0
+    assert reply.text == "ok" and reply.attempts == 2
+    assert elapsed >= 0.4  # waited as told, not the 0.05 s backoff cap
+    assert srv.n_requests == 2
+
+
+@pytest.mark.parametrize("failure", [Status(500), Status(503), Truncated(), Hang(1.0)],
+                         ids=["500", "503", "truncated_json", "timeout"])
+def test_transient_failures_are_retried(failure):
+    with FakeLLMServer(scripted([("hello", [failure, Reply("recovered")])])) as srv:
+        reply = chat(client(srv, timeout=0.3))
+        assert reply.text == "recovered" and reply.attempts == 2
+
+
+@pytest.mark.parametrize(("failure", "reason"), [
+    (Status(500), "http_500"), (Truncated(), "bad_json"), (Hang(1.0), "timeout"),
+    (Status(429, headers={"Retry-After": "0"}), "http_429"),
+])
+def test_exhausted_retries_raise_with_reason(failure, reason):
+    with FakeLLMServer(scripted([("hello", [failure])])) as srv:
+        with pytest.raises(ChatError) as info:
+            chat(client(srv, timeout=0.3, max_retries=2))
+        assert info.value.reason == reason and info.value.attempts == 3
+        assert srv.n_requests == 3
+
+
+def test_client_errors_are_not_retried():
+    with FakeLLMServer(scripted([("hello", [Status(400, body='{"error": "bad"}')])])) as srv:
+        with pytest.raises(ChatError, match="http_400"):
+            chat(client(srv))
+        assert srv.n_requests == 1
+
+
+def test_images_are_sent_as_data_urls():
+    frame = np.zeros((64, 128, 3), np.uint8)
+    frame[:, :64] = 255
+    with FakeLLMServer() as srv:
+        chat(client(srv, image_max_side=32), images=[frame, frame])
+        content = srv.requests[0]["body"]["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "hello"}
+    urls = [p["image_url"]["url"] for p in content[1:]]
+    assert len(urls) == 2 and all(u.startswith("data:image/jpeg;base64,") for u in urls)
+    from io import BytesIO
+
+    from PIL import Image
+
+    img = Image.open(BytesIO(base64.b64decode(urls[0].split(",", 1)[1])))
+    assert img.size == (32, 16)  # max side budget honoured, aspect kept
+
+
+def test_api_key_sent_but_never_shown(monkeypatch, caplog):
+    monkeypatch.setenv("EVADS_TEST_KEY", "sk-secret-123")
+    caplog.set_level(logging.DEBUG)
+    script = scripted([("hello", [Status(500), Reply("ok")])])
+    with FakeLLMServer(script) as srv:
+        c = OpenAICompatibleChat(srv.base_url, "m", api_key_env="EVADS_TEST_KEY",
+                                 backoff_base=0.01, backoff_max=0.02)
+        chat(c)
+        assert srv.requests[0]["headers"]["Authorization"] == "Bearer sk-secret-123"
+    assert "sk-secret" not in repr(c) and "sk-secret" not in str(c.describe())
+    assert "sk-secret" not in caplog.text
+
+
+def test_concurrency_is_bounded_per_endpoint():
+    with FakeLLMServer(scripted([], default=lambda b, n: Reply("x", delay=0.1))) as srv:
+        c = client(srv, concurrency=3)
+
+        async def go():
+            msgs = [[{"role": "user", "content": f"q{i}"}] for i in range(12)]
+            out = await asyncio.gather(*(c.chat(m, temperature=0, seed=1, max_tokens=4)
+                                         for m in msgs))
+            await c.aclose()
+            return out
+        t0 = time.perf_counter()
+        out = asyncio.run(go())
+        elapsed = time.perf_counter() - t0
+    assert len(out) == 12 and srv.max_in_flight == 3
+    assert elapsed >= 0.4 - 0.02  # 12 calls / 3 at a time × 0.1 s
+
+
+def test_several_endpoints_round_robin():
+    with FakeLLMServer() as a, FakeLLMServer() as b:
+        c = OpenAICompatibleChat([a.base_url, b.base_url], "m", api_key_env=None)
+
+        async def go():
+            await asyncio.gather(*(c.chat([{"role": "user", "content": str(i)}], temperature=0,
+                                          seed=0, max_tokens=4) for i in range(6)))
+            await c.aclose()
+        asyncio.run(go())
+        assert a.n_requests == 3 and b.n_requests == 3
+
+
+def test_token_bucket_limits_rate():
+    async def go():
+        bucket = TokenBucket(rate=20, burst=1)
+        t0 = time.perf_counter()
+        for _ in range(6):
+            await bucket.acquire()
+        return time.perf_counter() - t0
+    assert asyncio.run(go()) >= 5 / 20 - 0.02
+
+
+def test_client_survives_several_event_loops():
+    with FakeLLMServer() as srv:
+        c = client(srv)
+        for _ in range(2):  # each node run uses its own asyncio.run
+            assert "ok" in asyncio.run(c.chat(USER, temperature=0, seed=0, max_tokens=4)).text
+
+
+def test_build_chat_caches_and_validates(monkeypatch):
+    clear_chat_cache()
+    p = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    assert build_chat(p) is build_chat(dict(p))
+    with pytest.raises(ValueError, match="base_url and model"):
+        monkeypatch.delenv("EVADS_LLM_BASE_URL", raising=False)
+        build_chat({"backend": "openai", "model": "x"})
+    with pytest.raises(ValueError, match="unknown chat backend"):
+        build_chat({"backend": "nope"})
+
+
+# ------------------------------------------------------------------------- local backend
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
+
+
+def test_local_backend_seeded_sampling(tiny_lm):
+    backend = LocalTransformersChat(tiny_lm, device="cpu")
+    assert not backend.supports_images and backend.model_id == f"local:{tiny_lm.name}"
+
+    async def go(seed, temperature=1.0):
+        return await backend.chat(USER, temperature=temperature, seed=seed, max_tokens=12)
+
+    a, b, c = (asyncio.run(go(s)) for s in (1, 1, 2))
+    assert a.text == b.text and a.usage["completion_tokens"] > 0
+    assert a.text != c.text or a.usage != c.usage  # another seed, another sample
+    g1, g2 = asyncio.run(go(1, 0.0)), asyncio.run(go(7, 0.0))
+    assert g1.text == g2.text  # greedy ignores the seed
+
+
+def test_local_backend_refuses_images_and_missing_dir(tiny_lm, tmp_path):
+    backend = LocalTransformersChat(tiny_lm, device="cpu")
+    with pytest.raises(ChatError, match="no_vision"):
+        asyncio.run(backend.chat(USER, images=[np.zeros((8, 8, 3), np.uint8)]))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        LocalTransformersChat(tmp_path)
