@@ -8,6 +8,8 @@ import pytest
 
 from evads_kedro.paths import RL_FILE, SFT_FILE, find_evads_data_dir
 
+pytest_plugins = ["fixtures_videos"]
+
 
 @pytest.fixture(scope="session")
 def evads_data_dir() -> Path:
@@ -63,4 +65,10 @@ def kedro_project(tmp_path, monkeypatch):
     monkeypatch.setenv("KEDRO_LOGGING_CONFIG", str(project / "conf" / "logging.yml"))
     data_dir = find_evads_data_dir()
     monkeypatch.setenv("EVADS_DATA_DIR", str(data_dir) if data_dir else str(tmp_path / "no-release"))
-    return project
+    yield project
+    # kedro-mlflow leaves its run open after an in-process session.run; the next session in
+    # this process would log into it.
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
