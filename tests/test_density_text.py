@@ -3,7 +3,11 @@
 import pandas as pd
 import pytest
 
-from evads_kedro.pipelines.density.nodes import density_report, density_table, text_density_per_video
+from evads_kedro.pipelines.density.nodes import (
+    density_report,
+    density_table,
+    text_density_per_video,
+)
 
 PAPER = {"paper_reference": {"E-VAds": {"v_den": 60.44, "a_den": 5.08, "o_den": 18.66}}}
 

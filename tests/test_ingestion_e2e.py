@@ -24,7 +24,6 @@ E2E_IDS = ("ad_apparel_jacket", "ad_care_shampoo", "ad_home_pillow")
 OCR_RECALL_FLOOR, EN_WER_CEIL, ZH_PINYIN_FLOOR = 0.90, 0.15, 0.20
 
 
-pytest_plugins = ["fixtures_videos"]
 
 
 @pytest.fixture

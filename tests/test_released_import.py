@@ -2,13 +2,13 @@
 
 import pandas as pd
 import pytest
-from released_rows import frame, rl_row, sft_row
 
 from evads_kedro.pipelines.ingestion.released import (
     ReleasedRowError,
     import_splits,
     resolve_video_path,
 )
+from released_rows import frame, rl_row, sft_row
 
 
 def test_good_rows_become_tidy_tables(tmp_path):

@@ -35,8 +35,6 @@ from evads_kedro.synth import audio as synth_audio
 from evads_kedro.synth import draw as synth_draw
 from evads_kedro.taxonomy import CATEGORIES
 
-pytest_plugins = ["fixtures_videos"]
-
 SMALL = {"width": 128, "height": 224, "fps": 10}  # cheap renders for the fast tests
 
 

@@ -49,7 +49,7 @@ class FramesDataset(AbstractDataset[FrameStack, FrameStack]):
         try:
             names = [f"{i:06d}.jpg" for i in range(len(data))]
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-                for name, frame in zip(names, data.frames):
+                for name, frame in zip(names, data.frames, strict=True):
                     buf = io.BytesIO()
                     Image.fromarray(frame).save(buf, format="JPEG", quality=self._quality)
                     zf.writestr(name, buf.getvalue())
