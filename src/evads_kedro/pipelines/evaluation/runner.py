@@ -146,10 +146,14 @@ async def run_jobs(
             rec.setdefault("wall_s", round(time.perf_counter() - started, 4))
             rec["finished_utc"] = _now()
             rec.update({k: v for k, v in job.meta.items() if k not in rec})
+            stored = None
             if status in CACHEABLE or cache_failures:
-                rec = await asyncio.to_thread(cache.put, job.key, rec)
-            else:
-                rec = {"key": job.key, **rec}
+                try:
+                    stored = await asyncio.to_thread(cache.put, job.key, rec)
+                except OSError as exc:  # the result stands; only its persistence failed
+                    logger.error("%s: %s", desc, exc)
+                    rec["cache_error"] = str(exc)
+            rec = stored if stored is not None else {"key": job.key, **rec}
         results[i] = {**rec, "cached": False}
         stats.called += 1
         stats.ok += status == "ok"

@@ -349,6 +349,7 @@ def ocr_frames(
     op = ocr_params(params)
     ocr_cfg = dict(params.get("ocr") or {})
     reuse = ocr_cfg.get("reuse_hamming", 8)
+    reuse_strict = bool(ocr_cfg.get("reuse_strict", True))
     retry = bool(params.get("retry_quarantined", False))
     dkey_params = decode_params(params)
     videos = _ok_videos(probes)
@@ -378,7 +379,7 @@ def ocr_frames(
             if stack.meta.get("decode_key") != dkey:
                 raise ValueError("frame stack is stale (decoded from other content or with "
                                  "other parameters); delete it and rerun")
-            texts, stats = ocr_frame_stack(backend, stack, reuse)
+            texts, stats = ocr_frame_stack(backend, stack, reuse, strict=reuse_strict)
             calls += int(stats.get("ocr_calls", 0))
             reused += int(stats.get("reused", 0))
             dt = time.perf_counter() - t0

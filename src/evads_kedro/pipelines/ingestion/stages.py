@@ -115,7 +115,7 @@ def build_backend(kind: str, params: Mapping[str, Any]) -> Any:
     params = dict(params or {})
     name = str(params.get("backend", ""))
     if ":" in name:
-        kwargs = {k: v for k, v in params.items() if k not in ("backend", "reuse_hamming")}
+        kwargs = {k: v for k, v in params.items() if k not in ("backend", "reuse_hamming", "reuse_strict")}
         key = json.dumps([kind, name, kwargs], sort_keys=True, default=str)
         with _CUSTOM_LOCK:
             if key not in _CUSTOM:

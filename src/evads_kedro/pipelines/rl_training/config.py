@@ -140,7 +140,9 @@ def sft_config_kwargs(sft: Mapping[str, Any], plan: DevicePlan, output_dir: str,
     """``trl.SFTConfig`` keyword arguments (prompt-completion data, loss on the completion)."""
     kw = _common(sft, plan, output_dir, seed)
     kw.update({
-        "max_length": int(sft.get("max_length", 4096)),
+        # null = no truncation (TRL's advice for VL models: truncation can cut image tokens)
+        "max_length": None if sft.get("max_length", 4096) is None else int(sft["max_length"])
+        if "max_length" in sft else 4096,
         "completion_only_loss": True,
         "packing": bool(sft.get("packing", False)),
         "run_name": run_name,

@@ -107,6 +107,63 @@ def build_tiny_model(tokenizer, spec: Mapping[str, Any], seed: int = 0):
     return model_cls(config)
 
 
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+QWEN_VL_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
+    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tiny_vl(tokenizer, spec: Mapping[str, Any], seed: int = 0):
+    """A random tiny Qwen2-VL (1 vision block) + its processor: the vision-language code path
+    (frames as ``images``) on CPU in seconds. Returns (model, processor)."""
+    import torch
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer.add_special_tokens({"additional_special_tokens": list(VISION_TOKENS)})
+    tokenizer.chat_template = QWEN_VL_TEMPLATE
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS}
+    hidden, heads = int(spec.get("hidden_size", 64)), int(spec.get("num_heads", 4))
+    half = hidden // heads // 2  # rotary half-dim, split over (time, height, width)
+    mrope = [half - 2 * (half // 3), half // 3, half // 3]
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": hidden,
+            "intermediate_size": int(spec.get("intermediate_size", 128)),
+            "num_hidden_layers": int(spec.get("num_layers", 2)), "num_attention_heads": heads,
+            "num_key_value_heads": int(spec.get("num_kv_heads", 2)),
+            "max_position_embeddings": int(spec.get("max_position_embeddings", 8192)),
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                "mrope_section": mrope},
+            "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": None},
+        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": hidden, "num_heads": 2,
+                       "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
+                       "temporal_patch_size": 2},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=bool(spec.get("tie_embeddings", False)))
+    torch.manual_seed(int(seed))
+    model = Qwen2VLForConditionalGeneration(config)
+    side = int(spec.get("image_side", 56))  # at most (side/28)^2 merged image tokens per frame
+    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=side * side)
+    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                 video_processor=Qwen2VLVideoProcessor(),
+                                 chat_template=QWEN_VL_TEMPLATE)
+    return model, processor
+
+
 # --------------------------------------------------------------------------------- base model
 def prepare_base(model: Mapping[str, Any], texts: Iterable[str], out_dir: Path,
                  seed: int = 0) -> dict[str, Any]:
@@ -116,10 +173,14 @@ def prepare_base(model: Mapping[str, Any], texts: Iterable[str], out_dir: Path,
     if source == "tiny":
         spec = dict(model.get("tiny") or {})
         tok = _tiny_tokenizer(spec, texts)
-        net = build_tiny_model(tok, spec, seed)
+        vision = bool(spec.get("vision", False))
+        if vision:
+            net, proc = build_tiny_vl(tok, spec, seed)
+        else:
+            net, proc = build_tiny_model(tok, spec, seed), tok
         net.save_pretrained(out_dir)
-        tok.save_pretrained(out_dir)
-        info = {"source": "tiny", "name_or_path": None, "vision": False,
+        proc.save_pretrained(out_dir)
+        info = {"source": "tiny", "name_or_path": None, "vision": vision,
                 "n_params": int(sum(p.numel() for p in net.parameters())),
                 "vocab_size": len(tok), "tokenizer": str(spec.get("tokenizer", "bpe")), **spec}
     elif source == "smollm2":

@@ -1,0 +1,200 @@
+"""Exports: flat QA table, the released SFT / RL parquet layouts (SPEC §5), a review sheet.
+
+* Question ids are ``ques_`` + the first 32 hex digits of sha256(video_id, task, question), so
+  a rerun (or another machine) gives the same id to the same item.
+* SFT rows: ``<video>`` + full timeline + ``\\n`` + question + ``\\n\\n`` + instruction;
+  answer ``<think>clues</think>\\n<answer>answer</answer>``.
+* RL rows: ``<video>`` + ASR-only timeline + ``\\n\\n Question: `` + question + ``\\n`` +
+  instruction; ``reward_model{accuracy_ratio, answer, format_ratio, ground_truth,
+  verifier[{clues, meta_info}], verifier_parm}`` exactly as the release (pyarrow schema below).
+* Review sheet: one row per item with ``accept`` (yes/no) and ``edit_question`` /
+  ``edit_answer`` / ``edit_clues`` columns; :func:`apply_review` reads it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from kedro.io import AbstractDataset
+
+from evads_kedro.prompts import OFFICIAL_INSTRUCTION, build_prompt
+from evads_kedro.timeline import parse_timeline
+
+QA_TABLE_COLUMNS = [
+    "question_id", "video_id", "category", "task", "persona", "question", "answer", "clues",
+    "cited_seconds", "quotes", "timeline_full", "timeline_asr",
+]
+REVIEW_COLUMNS = [
+    "question_id", "video_id", "category", "task", "persona", "question", "answer", "clues",
+    "quotes", "accept", "edit_question", "edit_answer", "edit_clues", "reviewer_note",
+]
+_ACCEPT = {"yes", "y", "1", "true", "x", "ok", "accept"}
+
+_PROMPT = pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))
+_EXTRA = pa.struct([("id", pa.string()), ("video_path", pa.string())])
+_DET = pa.struct([(k, pa.null()) for k in ("iou_completeness", "iou_max_iou_first",
+                                            "iou_max_label_first", "map", "map50", "map75")])
+_REWARD = pa.struct([
+    ("accuracy_ratio", pa.int64()), ("answer", pa.string()), ("format_ratio", pa.int64()),
+    ("ground_truth", pa.string()),
+    ("verifier", pa.list_(pa.struct([("clues", pa.string()), ("meta_info", pa.string())]))),
+    ("verifier_parm", pa.struct([("det_reward_ratio", _DET),
+                                 ("det_verifier_normalized", pa.null())])),
+])
+SFT_SCHEMA = pa.schema([("data_source", pa.string()), ("videos", pa.string()),
+                        ("prompt", _PROMPT), ("ability", pa.string()), ("answer", pa.string()),
+                        ("extra_info", _EXTRA)])
+RL_SCHEMA = pa.schema([("data_source", pa.string()), ("videos", pa.string()),
+                       ("prompt", _PROMPT), ("ability", pa.string()), ("reward_model", _REWARD),
+                       ("extra_info", _EXTRA)])
+
+
+def question_id(video_id: str, task: str, question: str) -> str:
+    key = json.dumps([str(video_id), str(task), str(question)], ensure_ascii=False)
+    return "ques_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def asr_only_text(timeline_full: str, timeline_asr: Any = None) -> str:
+    if isinstance(timeline_asr, str) and timeline_asr.strip():
+        return timeline_asr
+    return parse_timeline(timeline_full).to_asr_only().render()
+
+
+def video_path(video_id: str) -> str:
+    return f"../videos/{video_id}.mp4"
+
+
+def sft_rows(qa: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    instr = params.get("instruction") or OFFICIAL_INSTRUCTION
+    rows = []
+    for r in qa.itertuples(index=False):
+        vp = video_path(r.video_id)
+        rows.append({
+            "data_source": params.get("data_source", "EVAdsGen"),
+            "videos": vp,
+            "prompt": [{"content": build_prompt(r.timeline_full, r.question, "sft", instr),
+                        "role": "user"}],
+            "ability": "QA",
+            "answer": f"<think>{r.clues}</think>\n<answer>{r.answer}</answer>",
+            "extra_info": {"id": r.question_id, "video_path": vp},
+        })
+    return pd.DataFrame(rows, columns=SFT_SCHEMA.names)
+
+
+def rl_rows(qa: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    instr = params.get("instruction") or OFFICIAL_INSTRUCTION
+    det = {k: None for k in _DET.names}
+    rows = []
+    for r in qa.itertuples(index=False):
+        vp = video_path(r.video_id)
+        asr = asr_only_text(r.timeline_full, r.timeline_asr)
+        rows.append({
+            "data_source": params.get("data_source", "EVAdsGen"),
+            "videos": vp,
+            "prompt": [{"content": build_prompt(asr, r.question, "rl", instr), "role": "user"}],
+            "ability": "QA",
+            "reward_model": {
+                "accuracy_ratio": 1, "answer": r.answer, "format_ratio": 1,
+                "ground_truth": f"<answer>{r.answer}</answer>",
+                "verifier": [{"clues": r.clues, "meta_info": r.timeline_full}],
+                "verifier_parm": {"det_reward_ratio": det, "det_verifier_normalized": None},
+            },
+            "extra_info": {"id": r.question_id, "video_path": vp},
+        })
+    return pd.DataFrame(rows, columns=RL_SCHEMA.names)
+
+
+def to_arrow(frame: pd.DataFrame, layout: str) -> pa.Table:
+    """The frame as an Arrow table with the release's exact schema."""
+    schema = SFT_SCHEMA if layout == "sft" else RL_SCHEMA
+    return pa.Table.from_pylist(frame.to_dict("records"), schema=schema)
+
+
+def split_videos(video_ids: list[str], rl_fraction: float) -> set[str]:
+    """Videos assigned to RL: a stable hash order, first ``round(rl_fraction * n)``."""
+    order = sorted(set(video_ids), key=lambda v: hashlib.sha256(v.encode()).hexdigest())
+    return set(order[: round(float(rl_fraction) * len(order))])
+
+
+# ------------------------------------------------------------------------------- review
+def review_sheet(qa: pd.DataFrame) -> pd.DataFrame:
+    out = qa.reindex(columns=[c for c in REVIEW_COLUMNS if c in qa.columns]).copy()
+    out["accept"] = "yes"
+    for c in ("edit_question", "edit_answer", "edit_clues", "reviewer_note"):
+        out[c] = ""
+    return out[REVIEW_COLUMNS]
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and pd.isna(v)) or str(v).strip() == ""
+
+
+def apply_review(qa: pd.DataFrame, review: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply a (human-edited) review sheet to the QA table.
+
+    Rows with ``accept`` not in yes/y/1/true/x/ok are dropped; non-blank ``edit_*`` cells
+    replace the field. An edited question gets a new id (id = hash of video, task, question).
+    Returns (reviewed QA table, log of ``{question_id, action, new_question_id}``)."""
+    by_id = review.set_index(review["question_id"].astype(str))
+    keep, log = [], []
+    for r in qa.to_dict("records"):
+        qid = r["question_id"]
+        if qid not in by_id.index:
+            log.append({"question_id": qid, "action": "missing_from_review",
+                        "new_question_id": None})
+            continue
+        rv = by_id.loc[qid]
+        if str(rv.get("accept", "")).strip().lower() not in _ACCEPT:
+            log.append({"question_id": qid, "action": "rejected", "new_question_id": None})
+            continue
+        edited = False
+        for field in ("question", "answer", "clues"):
+            v = rv.get(f"edit_{field}")
+            if not _blank(v):
+                new = " ".join(str(v).split()) if field == "question" else str(v).strip()
+                edited |= new != r[field]
+                r[field] = new
+        if edited:
+            r["question_id"] = question_id(r["video_id"], r["task"], r["question"])
+        log.append({"question_id": qid, "action": "edited" if edited else "accepted",
+                    "new_question_id": r["question_id"]})
+        keep.append(r)
+    return (pd.DataFrame(keep, columns=qa.columns),
+            pd.DataFrame(log, columns=["question_id", "action", "new_question_id"]))
+
+
+# ------------------------------------------------------------------------------- dataset
+class ReleasedLayoutParquetDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """Writes a DataFrame as parquet with the release's exact Arrow schema (``layout:
+    sft|rl``), atomically (temp + rename); loads back as a pandas DataFrame."""
+
+    def __init__(self, filepath: str, layout: str, metadata: dict | None = None):
+        if layout not in ("sft", "rl"):
+            raise ValueError(f"layout must be sft or rl, got {layout!r}")
+        self._filepath = Path(filepath)
+        self._layout = layout
+        self.metadata = metadata
+
+    def _load(self) -> pd.DataFrame:
+        return pd.read_parquet(self._filepath)
+
+    def _save(self, data: pd.DataFrame) -> None:
+        table = to_arrow(data, self._layout)
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._filepath.with_name(self._filepath.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, self._filepath)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "layout": self._layout}

@@ -1,0 +1,229 @@
+"""Nodes of the ``qa_generation`` pipeline (issue 8).
+
+contexts -> persona agents (LLM) -> deterministic verifier -> MinHash dedup -> task balance ->
+exports (flat table, SFT/RL parquets in the released layout, review sheet). Every candidate
+that does not make it lands in ``qa_generation_rejections`` with its stage and reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from evads_kedro.pipelines.qa_generation import agents, dedup, export, verify
+from evads_kedro.taxonomy import TASK_CODES
+from evads_kedro.timeline import TimelineParseError, parse_timeline
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_COLUMNS = ["video_id", "category", "duration_s", "timeline_full", "timeline_asr"]
+CANDIDATE_COLUMNS = ["video_id", "persona", "item_index", "call_key", "item_json"]
+VERIFIED_COLUMNS = [
+    "video_id", "persona", "item_index", "task", "question", "answer", "clues", "cited_seconds",
+    "quotes", "status", "stage", "reason",
+]
+REJECTION_COLUMNS = ["video_id", "persona", "item_index", "task", "question", "stage", "reason"]
+GAP_COLUMNS = ["video_id", "task", "wanted", "found"]
+
+
+# ------------------------------------------------------------------------------ 1. context
+def build_contexts(videos: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per video with a parseable full timeline (``ingested_videos`` or
+    ``released_videos``); ``video_ids`` / ``max_videos`` select a subset in table order."""
+    frame = videos.copy()
+    wanted = params.get("video_ids")
+    if wanted:
+        frame = frame[frame["video_id"].astype(str).isin([str(v) for v in wanted])]
+    rows = []
+    for r in frame.to_dict("records"):
+        text = r.get("timeline_full")
+        try:
+            tl = parse_timeline(text)
+        except (TimelineParseError, TypeError, ValueError) as exc:
+            logger.warning("qa_generation: video %s skipped, timeline does not parse: %s",
+                           r.get("video_id"), exc)
+            continue
+        if not tl.events:
+            logger.warning("qa_generation: video %s skipped, empty timeline", r.get("video_id"))
+            continue
+        asr = r.get("timeline_asr")
+        rows.append({
+            "video_id": str(r["video_id"]),
+            "category": tl.category or r.get("category"),
+            "duration_s": float(r.get("duration_s") or tl.duration_seconds),
+            "timeline_full": text,
+            "timeline_asr": asr if isinstance(asr, str) and asr.strip()
+            else export.asr_only_text(text),
+        })
+    limit = params.get("max_videos")
+    if limit is not None:
+        rows = rows[: int(limit)]
+    logger.info("qa_generation: %d video context(s)", len(rows))
+    return pd.DataFrame(rows, columns=CONTEXT_COLUMNS)
+
+
+# ------------------------------------------------------------------------------- 2. agents
+def generate_candidates(contexts: pd.DataFrame, params: Mapping[str, Any], cache=None
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every persona x video chat call (cached); returns (candidates, parse/LLM rejections)."""
+    from evads_kedro.backends.llm import build_chat
+
+    personas = agents.load_personas(params)
+    backend = build_chat(params["llm"])
+    ctxs = [{**r, "duration_s": _fmt_duration(r["duration_s"])}
+            for r in contexts.to_dict("records")]
+    cands, rejects = agents.generate(backend, ctxs, personas, params,
+                                     cache if params.get("use_cache", True) else None)
+    cand_df = pd.DataFrame(
+        [{"video_id": c["video_id"], "persona": c["persona"], "item_index": c["item_index"],
+          "call_key": c["call_key"], "item_json": json.dumps(c["item"], ensure_ascii=False)}
+         for c in cands], columns=CANDIDATE_COLUMNS)
+    rej_df = pd.DataFrame(
+        [{"video_id": r["video_id"], "persona": r["persona"], "item_index": -1, "task": None,
+          "question": None, "stage": r["stage"], "reason": r["reason"]} for r in rejects],
+        columns=REJECTION_COLUMNS)
+    logger.info("qa_generation: %d candidate item(s), %d failed call(s)/reply(ies)",
+                len(cand_df), len(rej_df))
+    return cand_df, rej_df
+
+
+def _fmt_duration(d: Any) -> str:
+    f = float(d)
+    return str(int(f)) if f.is_integer() else str(f)
+
+
+# ----------------------------------------------------------------------------- 3. verifier
+def verify_candidates(candidates: pd.DataFrame, contexts: pd.DataFrame,
+                      params: Mapping[str, Any]) -> pd.DataFrame:
+    """Deterministic checks (:mod:`verify`) on every candidate; status verified|rejected."""
+    vparams = params.get("verifier") or {}
+    index = {r["video_id"]: verify.second_index(r["timeline_full"])
+             for r in contexts.to_dict("records")}
+    rows = []
+    for c in candidates.to_dict("records"):
+        item = json.loads(c["item_json"])
+        reasons = verify.check_item(item, index.get(c["video_id"], {}), vparams)
+        item = item if isinstance(item, dict) else {}
+        task = item.get("task")
+        task = task.strip().upper() if isinstance(task, str) else None
+        q = item.get("question")
+        rows.append({
+            "video_id": c["video_id"], "persona": c["persona"], "item_index": c["item_index"],
+            "task": task,
+            "question": " ".join(q.split()) if isinstance(q, str) else None,
+            "answer": str(item.get("answer", "")).strip(),
+            "clues": str(item.get("clues") or "").strip(),
+            "cited_seconds": json.dumps(item.get("cited_seconds"), ensure_ascii=False),
+            "quotes": json.dumps(item.get("quotes"), ensure_ascii=False),
+            "status": "rejected" if reasons else "verified",
+            "stage": "verify" if reasons else None,
+            "reason": ";".join(reasons) if reasons else None,
+        })
+    return pd.DataFrame(rows, columns=VERIFIED_COLUMNS)
+
+
+# -------------------------------------------------------------------- 4. dedup and balance
+def select_items(verified: pd.DataFrame, call_rejections: pd.DataFrame, contexts: pd.DataFrame,
+                 params: Mapping[str, Any]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """MinHash dedup then per-video task balance over verified items, in a fixed priority
+    order (video order of ``contexts``, persona order of ``params.personas``, item index).
+
+    Returns (QA table, all rejections, gaps, MLflow metrics)."""
+    persona_rank = {p: i for i, p in enumerate(params.get("personas") or {})}
+    video_rank = {v: i for i, v in enumerate(contexts["video_id"])}
+    v = verified.copy()
+    v["_order"] = list(zip(v["video_id"].map(video_rank).fillna(1e9),
+                           v["persona"].map(persona_rank).fillna(1e9), v["item_index"],
+                           strict=True))
+    v = v.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    ok = v[v["status"] == "verified"].reset_index(drop=True)
+
+    dups = dedup.find_duplicates(list(zip(ok["video_id"], ok["question"], strict=True)),
+                                 params.get("dedup") or {})
+    ok["stage"] = ok["stage"].astype(object)
+    ok["reason"] = ok["reason"].astype(object)
+    for i, j in dups.items():
+        ok.loc[i, ["status", "stage"]] = ["rejected", "dedup"]
+        ok.loc[i, "reason"] = (f"duplicate_of:{ok.loc[j, 'persona']}#{ok.loc[j, 'item_index']}"
+                               f" '{ok.loc[j, 'question']}'")
+    alive = ok[ok["status"] == "verified"]
+    tasks = list((params.get("balance") or {}).get("tasks") or TASK_CODES)
+    per_task = int((params.get("balance") or {}).get("per_task", 1))
+    in_tasks = alive[alive["task"].isin(tasks)]
+    kept_pos, dropped, gaps = dedup.balance(in_tasks.to_dict("records"), tasks, per_task,
+                                            video_ids=list(contexts["video_id"]))
+    idx = list(in_tasks.index)
+    for pos, reason in dropped.items():
+        ok.loc[idx[pos], ["status", "stage", "reason"]] = ["rejected", "balance", reason]
+    final = ok.loc[[idx[p] for p in kept_pos]].copy()
+
+    ctx = contexts.set_index("video_id")
+    final["category"] = final["video_id"].map(ctx["category"])
+    final["timeline_full"] = final["video_id"].map(ctx["timeline_full"])
+    final["timeline_asr"] = final["video_id"].map(ctx["timeline_asr"])
+    final["question_id"] = [export.question_id(a, b, c) for a, b, c in
+                            zip(final["video_id"], final["task"], final["question"], strict=True)]
+    qa = final.reindex(columns=export.QA_TABLE_COLUMNS).reset_index(drop=True)
+
+    rejected = pd.concat([
+        call_rejections.reindex(columns=REJECTION_COLUMNS),
+        v[v["status"] == "rejected"].reindex(columns=REJECTION_COLUMNS),
+        ok[ok["status"] == "rejected"].reindex(columns=REJECTION_COLUMNS),
+    ], ignore_index=True)
+    gaps_df = pd.DataFrame(gaps, columns=GAP_COLUMNS)
+    for g in gaps:
+        logger.warning("qa_generation gap: video %s task %s has %d/%d item(s)",
+                       g["video_id"], g["task"], g["found"], g["wanted"])
+    metrics = _metrics(verified, call_rejections, rejected, qa, gaps_df)
+    return qa, rejected, gaps_df, metrics
+
+
+def _metrics(verified, call_rej, rejected, qa, gaps) -> dict[str, Any]:
+    m: dict[str, float] = {
+        "candidates": len(verified),
+        "failed_calls": len(call_rej),
+        "verified": int((verified["status"] == "verified").sum()),
+        "final_items": len(qa),
+        "gaps": len(gaps),
+    }
+    for persona, g in verified.groupby("persona"):
+        m[f"candidates.{persona}"] = len(g)
+        m[f"verify_rate.{persona}"] = float((g["status"] == "verified").mean())
+    for task, n in Counter(qa["task"]).items():
+        m[f"final.{task}"] = n
+    for stage, n in Counter(rejected["stage"]).items():
+        m[f"rejected.{stage}"] = n
+    heads = Counter(str(r).split(";")[0].split(":")[0] for r in rejected["reason"])
+    for reason, n in heads.items():
+        m[f"reason.{reason}"] = n
+    logger.info("qa_generation summary: %s", m)
+    return {k: {"value": float(val), "step": 0} for k, val in m.items()}
+
+
+# ------------------------------------------------------------------------------- 5. export
+def export_items(qa: pd.DataFrame, params: Mapping[str, Any]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(SFT rows, RL rows, review sheet). ``export.both_splits`` writes every item to both
+    layouts; otherwise videos are split by a stable hash with ``export.rl_fraction`` to RL."""
+    ep = params.get("export") or {}
+    if ep.get("both_splits", False):
+        sft_qa, rl_qa = qa, qa
+    else:
+        rl_videos = export.split_videos(list(qa["video_id"]), float(ep.get("rl_fraction", 0.34)))
+        is_rl = qa["video_id"].isin(rl_videos)
+        sft_qa, rl_qa = qa[~is_rl], qa[is_rl]
+    return export.sft_rows(sft_qa, ep), export.rl_rows(rl_qa, ep), export.review_sheet(qa)
+
+
+def apply_review_sheet(qa: pd.DataFrame, review: pd.DataFrame, params: Mapping[str, Any]
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Re-import an edited review sheet: (reviewed QA, log, SFT rows, RL rows)."""
+    reviewed, log = export.apply_review(qa, review)
+    sft, rl, _ = export_items(reviewed, params)
+    return reviewed, log, sft, rl
