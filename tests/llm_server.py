@@ -90,6 +90,13 @@ def scripted(rules: Sequence[tuple[str, Sequence[Action]]], default: Responder |
     return respond
 
 
+class _Server(ThreadingHTTPServer):
+    # listen backlog: the default 5 drops SYNs when 32 clients connect at once, and each
+    # dropped SYN costs the client a 1 s retransmit (real servers use 128-2048)
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class FakeLLMServer:
     """Threaded loopback server; use as a context manager or call start()/stop()."""
 
@@ -102,7 +109,7 @@ class FakeLLMServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._httpd = _Server(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -111,7 +111,7 @@ def _as_items(value: Any) -> list[dict[str, Any]] | None:
             value = [value]
         else:
             return None
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):  # [] = no items
         return value
     return None
 

@@ -43,16 +43,19 @@ def find_duplicates(questions: Sequence[tuple[str, str]], params: Mapping[str, A
     seed = int(params.get("seed", 1))
     scope = params.get("scope", "video")
     lshs: dict[str, Any] = {}
+    kept: dict[int, Any] = {}
     dup: dict[int, int] = {}
     for i, (group, text) in enumerate(questions):
         g = group if scope == "video" else "*"
         lsh = lshs.setdefault(g, MinHashLSH(threshold=threshold, num_perm=num_perm))
         m = _minhash(text, n, num_perm, seed)
-        hits = sorted(int(k) for k in lsh.query(m))
+        # LSH proposes candidates; the MinHash Jaccard estimate confirms them
+        hits = sorted(int(k) for k in lsh.query(m) if m.jaccard(kept[int(k)]) >= threshold)
         if hits:
             dup[i] = hits[0]
             continue
         lsh.insert(str(i), m)
+        kept[i] = m
     return dup
 
 

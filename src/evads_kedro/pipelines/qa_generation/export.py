@@ -198,3 +198,29 @@ class ReleasedLayoutParquetDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "layout": self._layout}
+
+
+class OptionalReviewCSVDataset(AbstractDataset[None, pd.DataFrame]):
+    """The human-edited review sheet, read as strings; a missing file loads as an empty frame
+    with ``attrs['missing_file']`` so the full pipeline runs before anyone has reviewed."""
+
+    def __init__(self, filepath: str, metadata: dict | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> pd.DataFrame:
+        if not self._filepath.is_file():
+            frame = pd.DataFrame(columns=REVIEW_COLUMNS)
+            frame.attrs["missing_file"] = str(self._filepath)
+            return frame
+        return pd.read_csv(self._filepath, dtype=str, keep_default_na=False,
+                           encoding="utf-8-sig")
+
+    def _save(self, data: pd.DataFrame) -> None:
+        raise NotImplementedError("the edited review sheet is written by a person, not a node")
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -223,7 +223,12 @@ def export_items(qa: pd.DataFrame, params: Mapping[str, Any]
 
 def apply_review_sheet(qa: pd.DataFrame, review: pd.DataFrame, params: Mapping[str, Any]
                        ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Re-import an edited review sheet: (reviewed QA, log, SFT rows, RL rows)."""
+    """Re-import an edited review sheet: (reviewed QA, log, SFT rows, RL rows). Without a
+    sheet (file absent) every output is empty and a warning says so."""
+    if review.attrs.get("missing_file"):
+        logger.warning("qa_generation: no edited review sheet at %s; reviewed outputs are empty",
+                       review.attrs["missing_file"])
+        review = pd.DataFrame(columns=export.REVIEW_COLUMNS)
     reviewed, log = export.apply_review(qa, review)
     sft, rl, _ = export_items(reviewed, params)
     return reviewed, log, sft, rl

@@ -1,8 +1,8 @@
 """``qa_generation``: persona agents -> verifier -> dedup/balance -> released-layout exports.
 
 ``kedro run --pipelines qa_generation`` reads ``ingested_videos`` (your own ads, after the
-ingestion pipeline). The review sheet re-import is the separate ``qa_review`` slice:
-``kedro run --pipelines qa_generation --tags qa_review`` after editing the CSV.
+ingestion pipeline). After editing the review CSV (saved as ``review_edited.csv``) re-import it alone with
+``kedro run --pipelines qa_generation --nodes qa_apply_review``.
 """
 
 from kedro.pipeline import Pipeline, node
