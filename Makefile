@@ -10,13 +10,14 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export KEDRO_LOGGING_CONFIG := conf/logging.yml
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test install system assets samples mlflow viz lint clean-data help
+.PHONY: run test install system assets samples mlflow viz lint clean-data help train-smoke
 
 help:
 	@echo "make run      install what is missing, generate sample videos, run the main job"
 	@echo "make test     the whole test suite (installs first)"
 	@echo "make mlflow   MLflow UI on the project's sqlite store"
 	@echo "make viz      build the kedro-viz static site into build/"
+	@echo "make train-smoke  SFT + the five GRPO variants on a tiny model with a loopback judge (CPU, minutes)"
 
 run: install samples
 	$(KEDRO) run
@@ -55,3 +56,11 @@ lint: install
 
 clean-data:
 	find data -type f ! -name .gitkeep ! -name README.md -delete
+
+# SFT + five GRPO reward variants on a tiny model, judged by a deterministic smoke judge served
+# on 127.0.0.1 for the duration of the run (conf/smoke). Runs land in MLflow experiment evads-grpo.
+train-smoke: install
+	@test -f data/03_primary/released_qa.parquet -a -f data/02_intermediate/released/videos.parquet \
+		|| $(KEDRO) run --pipelines ingestion --tags released
+	$(PY) -m evads_kedro.pipelines.rl_training.smoke_judge -- \
+		$(KEDRO) run --pipelines rl_training --env smoke

@@ -120,6 +120,12 @@ def responder(body, n):
 
     text = prompt_text(body)
     replies = JACKET_REPLIES if "Video id: ad_jacket" in text else CREAM_REPLIES
+    if "You are the CRITIC" in text:
+        if "这条广告主要针对哪类人群" in text:
+            return Reply('{"verdict": "reject", "reason": "ambiguous audience question"}')
+        if "这款羽绒服的重量" in text:
+            return Reply("I think it is fine")  # unreadable verdict: item kept
+        return Reply('Verdict: {"verdict": "accept", "reason": "grounded"}')
     for persona, needle in PERSONA_NEEDLES.items():
         if needle in text:
             r = replies.get(persona, [])
@@ -144,7 +150,7 @@ def make_params(base_url: str) -> dict:
 
 OUTPUTS = [
     "qa_generation_contexts", "qa_generation_candidates", "qa_generation_call_rejections",
-    "qa_generation_verified", "qa_generation_items", "qa_generation_rejections",
+    "qa_generation_verified", "qa_generation_criticised", "qa_generation_items", "qa_generation_rejections",
     "qa_generation_gaps", "qa_generation_metrics", "qa_generation_sft", "qa_generation_rl",
     "qa_generation_review_sheet",
 ]
@@ -159,7 +165,7 @@ def _kept_class():
     return Kept
 
 
-def run_slice(base_url: str, cache=None) -> dict:
+def run_slice(base_url: str, cache=None, **overrides) -> dict:
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
 
@@ -169,7 +175,8 @@ def run_slice(base_url: str, cache=None) -> dict:
     clear_chat_cache()
     _Kept = _kept_class()  # noqa: N806
     ds = {"ingested_videos": MemoryDataset(videos_frame()),
-          "params:qa_generation": MemoryDataset(make_params(base_url), copy_mode="deepcopy"),
+          "params:qa_generation": MemoryDataset(make_params(base_url) | overrides,
+                                                copy_mode="deepcopy"),
           "qa_generation_cache": MemoryDataset(cache, copy_mode="assign")}
     ds.update({n: _Kept(copy_mode="assign") for n in OUTPUTS})
     catalog = DataCatalog(ds)
@@ -257,3 +264,17 @@ def test_rerun_is_stable_and_served_from_the_cache(server, result, tmp_path):
     for out in (first, second):
         assert list(out["qa_generation_items"].question_id) == \
             list(result["qa_generation_items"].question_id)
+
+
+def test_critic_rejects_with_reason_and_balance_falls_back(server):
+    out = run_slice(server.base_url, critic={"enabled": True, "on_error": "keep"})
+    rej = out["qa_generation_rejections"]
+    critic = rej[rej.stage == "critic"]
+    assert list(critic.persona) == ["expert"] and list(critic.item_index) == [1]
+    assert critic.reason.iloc[0] == "critic:ambiguous audience question"
+    verified = out["qa_generation_verified"]
+    qa = out["qa_generation_items"]
+    ci = qa[(qa.video_id == "ad_jacket") & (qa.task == "CI")].question.iloc[0]
+    assert verified[verified.question == ci].persona.iloc[0] == "creative_director"
+    assert "这款羽绒服的重量是多少？" in set(qa.question)  # unreadable verdict -> kept
+    assert len(qa) == 6

@@ -8,7 +8,8 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 # Markdown reports shown on stdout when a run produced them, in this order.
-PRINTED_REPORTS = ("ingestion_summary_md", "density_table_md", "evaluation_leaderboard_md")
+PRINTED_REPORTS = ("ingestion_summary_md", "density_table_md", "evaluation_leaderboard_md",
+                   "rl_comparison_md")
 
 
 class PrintReportsHook:

@@ -558,28 +558,16 @@ class WhisperASR(_WhisperBase):
 
     def _decode(self, audio, language):
         import torch
-        import whisper
 
         p = self.params
+        _install_openai_loop_stop()
+        _LOOP_STOP.max_repeats = p["max_repeats"]
         with torch.random.fork_rng(devices=[]):  # seeded sampling; global RNG state kept
             torch.manual_seed(p["seed"])
-            out = whisper.transcribe(
-                self.model,
-                audio,
-                verbose=None,
-                temperature=p["temperatures"],
-                compression_ratio_threshold=p["compression_ratio_threshold"],
-                logprob_threshold=p["logprob_threshold"],
-                no_speech_threshold=p["no_speech_threshold"],
-                condition_on_previous_text=False,
-                initial_prompt=_prompt_for(p, language),
-                word_timestamps=True,
-                language=language,
-                task="transcribe",
-                beam_size=p["beam_size"] if p["beam_size"] > 1 else None,
-                best_of=None,
-                fp16=self.device.startswith("cuda"),
-            )
+            try:
+                out = self._run(audio, language)
+            finally:
+                _LOOP_STOP.max_repeats = 0
         segments = [
             _Segment(
                 float(s["start"]), float(s["end"]), s["text"].strip(),
@@ -591,6 +579,88 @@ class WhisperASR(_WhisperBase):
             for s in out["segments"]
         ]
         return segments, out.get("language"), {}
+
+    def _run(self, audio, language):
+        import whisper
+
+        p = self.params
+        return whisper.transcribe(
+            self.model,
+            audio,
+            verbose=None,
+            temperature=p["temperatures"],
+            compression_ratio_threshold=p["compression_ratio_threshold"],
+            logprob_threshold=p["logprob_threshold"],
+            no_speech_threshold=p["no_speech_threshold"],
+            condition_on_previous_text=False,
+            initial_prompt=_prompt_for(p, language),
+            word_timestamps=True,
+            language=language,
+            task="transcribe",
+            beam_size=p["beam_size"] if p["beam_size"] > 1 else None,
+            best_of=None,
+            fp16=self.device.startswith("cuda"),
+        )
+
+
+_LOOP_STOP = threading.local()  # .max_repeats while one of our openai-whisper decodes runs
+
+
+def _token_loop(seq: Sequence[int], max_repeats: int, max_n: int = 12) -> bool:
+    """True if ``seq`` ends with some n-gram (n <= ``max_n``) repeated > ``max_repeats`` times."""
+    for n in range(1, max_n + 1):
+        need = n * (max_repeats + 1)
+        if len(seq) < need:
+            break
+        block = list(seq[-need:])
+        if all(block[k * n:(k + 1) * n] == block[:n] for k in range(1, max_repeats + 1)):
+            return True
+    return False
+
+
+def _install_openai_loop_stop() -> None:
+    """Make openai-whisper end a hypothesis (force end-of-text) as soon as its tail repeats one
+    n-gram of tokens more than ``max_repeats`` times. Without it, a loop on music or unclear
+    speech runs to the 224-token limit at every fallback temperature (measured: ~50 CPU-s per
+    30 s window on 2 cores). The truncated loop is then dropped by the repetition filter.
+
+    Installed once per process as a subclass of ``whisper.decoding.DecodingTask``; the filter is
+    active only inside this module's decodes (thread-local), so other openai-whisper users in the
+    process are unaffected.
+    """
+    import whisper.decoding as wd
+
+    if getattr(wd.DecodingTask, "_evads_loop_stop", False):
+        return
+
+    class _LoopStop(wd.LogitFilter):
+        def __init__(self, tokenizer, sample_begin: int, max_repeats: int):
+            self.eot = tokenizer.eot
+            self.timestamp_begin = tokenizer.timestamp_begin
+            self.sample_begin = sample_begin
+            self.max_repeats = max_repeats
+
+        def apply(self, logits, tokens) -> None:
+            for i in range(tokens.shape[0]):
+                seq = [t for t in tokens[i, self.sample_begin:].tolist()
+                       if t < self.timestamp_begin]
+                if _token_loop(seq, self.max_repeats):
+                    logits[i, :] = -np.inf
+                    logits[i, self.eot] = 0.0
+
+    base = wd.DecodingTask
+
+    class _Task(base):  # type: ignore[misc, valid-type]
+        _evads_loop_stop = True
+
+        def __init__(self, model, options):
+            super().__init__(model, options)
+            max_repeats = getattr(_LOOP_STOP, "max_repeats", 0)
+            if max_repeats > 0:
+                self.logit_filters.append(
+                    _LoopStop(self.tokenizer, self.sample_begin, max_repeats))
+
+    wd.DecodingTask = _Task
 
 
 def _load_openai(model: str, device: str):

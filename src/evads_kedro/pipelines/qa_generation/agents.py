@@ -181,3 +181,58 @@ def generate(backend, contexts: Sequence[Mapping[str, Any]], personas: Sequence[
         for i, item in enumerate(items):
             candidates.append({**base, "item_index": i, "item": item})
     return candidates, rejections
+
+
+# ---------------------------------------------------------------------------------- critic
+def critic_messages(system: str, ctx: Mapping[str, Any], item: Mapping[str, Any]) -> list[dict]:
+    shown = {k: item.get(k) for k in ("task", "question", "answer", "clues", "quotes")}
+    user = (f"Timeline:\n{ctx['timeline_full']}\n\nCandidate item:\n"
+            + json.dumps(shown, ensure_ascii=False, indent=1))
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def parse_verdict(text: str | None) -> tuple[str, str]:
+    """``("accept"|"reject", reason)`` from a critic reply; ``("error", why)`` if unreadable."""
+    if not text:
+        return "error", "empty reply"
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch != "{":
+            continue
+        try:
+            value, _ = decoder.raw_decode(text, i)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and str(value.get("verdict", "")).lower() in ("accept",
+                                                                                  "reject"):
+            return str(value["verdict"]).lower(), str(value.get("reason", "")).strip()
+    return "error", "no {verdict, reason} object in the reply"
+
+
+def critique(backend, jobs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], system: str,
+             params: Mapping[str, Any], cache: JsonlCache | None = None
+             ) -> list[tuple[str, str]]:
+    """One critic call per ``(context, item)``; returns a verdict per job (cached)."""
+    decoding = dict(params.get("decoding") or {"temperature": 0.0, "seed": 42,
+                                               "max_tokens": 256})
+    concurrency = max(1, int(params.get("concurrency", 4)))
+    calls = []
+    for ctx, it in jobs:
+        msgs = critic_messages(system, ctx, it)
+        calls.append((msgs, stable_hash({"kind": "qa_critic", "model": backend.model_id,
+                                         "messages": msgs, "decoding": decoding})))
+
+    async def run_all():
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(msgs, key):
+            async with sem:
+                return await _call(backend, msgs, decoding, cache, key)
+        try:
+            return await asyncio.gather(*(one(m, k) for m, k in calls))
+        finally:
+            await backend.aclose()
+
+    results = run_sync(run_all()) if calls else []
+    return [parse_verdict(r["text"]) if r["text"] is not None else ("error", r["error"])
+            for r in results]

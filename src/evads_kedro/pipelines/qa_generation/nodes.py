@@ -127,6 +127,47 @@ def verify_candidates(candidates: pd.DataFrame, contexts: pd.DataFrame,
     return pd.DataFrame(rows, columns=VERIFIED_COLUMNS)
 
 
+def critic_pass(verified: pd.DataFrame, contexts: pd.DataFrame, params: Mapping[str, Any],
+                cache=None) -> pd.DataFrame:
+    """Optional LLM critic over the items that passed the deterministic checks: a ``reject``
+    verdict marks the item rejected (``stage=critic``, the critic's reason). An unreadable or
+    failed critic reply keeps the item unless ``critic.on_error: reject``. Disabled by default
+    (``critic.enabled: false``): the table passes through unchanged."""
+    cp = params.get("critic") or {}
+    if not cp.get("enabled", False):
+        return verified
+    from evads_kedro.backends.llm import build_chat
+
+    out = verified.copy()
+    for col in ("stage", "reason"):
+        out[col] = out[col].astype(object)
+    todo = out.index[out["status"] == "verified"]
+    ctx = {r["video_id"]: r for r in contexts.to_dict("records")}
+    jobs = [(ctx[out.at[i, "video_id"]],
+             {k: out.at[i, k] for k in ("task", "question", "answer", "clues")}
+             | {"quotes": json.loads(out.at[i, "quotes"])}) for i in todo]
+    system = (agents._resolve(params.get("prompt_dir", "conf/base/prompts/qa_generation"))
+              / "critic.txt").read_text(encoding="utf-8")
+    backend = build_chat(cp.get("llm") or params["llm"])
+    verdicts = agents.critique(backend, jobs, system, cp,
+                               cache if params.get("use_cache", True) else None)
+    errors = 0
+    for i, (verdict, reason) in zip(todo, verdicts, strict=True):
+        if verdict == "error":
+            errors += 1
+            if cp.get("on_error", "keep") != "reject":
+                continue
+            reason = f"critic_error:{reason}"
+        elif verdict == "accept":
+            continue
+        else:
+            reason = f"critic:{reason}"
+        out.loc[i, ["status", "stage", "reason"]] = ["rejected", "critic", reason]
+    logger.info("qa_generation critic: %d item(s) judged, %d rejected, %d unreadable",
+                len(jobs), int((out["stage"] == "critic").sum()), errors)
+    return out
+
+
 # -------------------------------------------------------------------- 4. dedup and balance
 def select_items(verified: pd.DataFrame, call_rejections: pd.DataFrame, contexts: pd.DataFrame,
                  params: Mapping[str, Any]
