@@ -25,6 +25,8 @@ from evads_kedro.backends.asr import (
     AsrWord,
     _coerce,
     _join,
+    _Segment,
+    _WhisperBase,
     is_repetition_loop,
     load_audio,
     loudest_window_rms,
@@ -38,14 +40,15 @@ BACKENDS = ("faster_whisper", "openai_whisper")
 
 # Floors from measurement (both backends; espeak-ng speech, greedy decoding, seed 0):
 # English: WER 0.00 for both -> floor 0.15 (two wrong words out of 15).
-# Mandarin (espeak-ng cmn-latn-pinyin, which Whisper base hears poorly): pinyin-syllable overlap
-# measured on MANDARIN_LINES (see the test); the floor leaves ~0.15 of margin.
+# Mandarin (espeak-ng cmn-latn-pinyin, which Whisper base hears poorly): mean pinyin-syllable
+# overlap over MANDARIN_LINES, each line its own clip: faster-whisper 0.42, openai-whisper 0.44
+# (0.35 / 0.34 over 10 lines of the sample ads) -> floor 0.25.
 EN_WER_FLOOR = 0.15
 ZH_PINYIN_FLOOR = 0.25
 MAX_UNITS_ON_NON_SPEECH = 3
 
 EN_TEXT = "This shampoo makes your hair soft and clean. It is gentle enough for the whole family."
-MANDARIN_LINES = ("全网第一，持久不脱色", "云南古树红茶", "两支只要八十九元", "猫咪挑食怎么办？")
+MANDARIN_LINES = ("全网第一，持久不脱色", "云南古树红茶", "5升大容量", "无油更健康")
 
 
 # ----------------------------------------------------------------------- per-second assignment
@@ -140,6 +143,46 @@ def test_params_are_validated_and_coerced():
         _coerce({"beam": 5})
     with pytest.raises(ValueError, match="unknown ASR backend"):
         _coerce({"backend": "kaldi"})
+
+
+class _FakeDecoder(_WhisperBase):
+    """The shared post-processing of both backends, fed hand-made segments (no model)."""
+
+    backend = "faster_whisper"
+
+    def __init__(self, segments, **params):
+        super().__init__(params)
+        self.segments = segments
+
+    def _decode(self, audio, language):
+        return self.segments, language, {}
+
+
+def _seg(start, end, text, words=None, logprob=-0.3, no_speech=0.1, ratio=1.2):
+    return _Segment(start, end, text, words or [], logprob, no_speech, ratio, 0.0)
+
+
+def test_segment_guards_drop_hallucinations_and_keep_speech():
+    audio = np.zeros(8 * SAMPLE_RATE, np.float32)
+    audio[: 4 * SAMPLE_RATE] = 0.1 * np.random.default_rng(0).standard_normal(4 * SAMPLE_RATE)
+    segments = [
+        _seg(0.0, 1.0, "是谁突然", [AsrWord(0.0, 0.5, "是谁"), AsrWord(0.5, 1.0, "突然")]),
+        _seg(1.0, 2.0, "降温了普通话的句子", [AsrWord(1.0, 1.5, "降温了"),
+                                         AsrWord(1.5, 2.0, "普通话的句子")]),
+        _seg(2.0, 2.5, "好吗", no_speech=0.9, logprob=-1.5),  # Whisper's no-speech rule
+        _seg(2.5, 3.0, "好的", no_speech=0.9, logprob=-0.2),  # confident: kept
+        _seg(3.0, 3.5, "这一刻这一刻", ratio=3.1),
+        _seg(3.5, 4.0, "云人云人云人云人云人"),
+        _seg(5.0, 7.0, "谢谢观看"),  # over digital silence
+        _seg(7.0, 7.5, "。"),
+    ]
+    result = _FakeDecoder(segments).transcribe(audio, 8.0)
+    assert result.text == "是谁突然降温了好的"
+    assert result.per_second(8) == {0: "是谁突然", 1: "降温了", 2: "好的"}
+    reasons = [d["reason"] for d in result.meta["dropped"]]
+    assert reasons == ["no_speech", "compression_ratio", "repetition", "silent_span", "empty"]
+    assert result.meta["prompt_echo_chars"] == 6
+    assert result.meta["rtf"] >= 0 and result.meta["n_segments"] == 3
 
 
 # -------------------------------------------------------------------------------- metrics
@@ -246,8 +289,9 @@ def en_clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def zh_clip(tmp_path_factory):
-    return _speech_clip(tmp_path_factory, "zh", MANDARIN_LINES, "zh")
+def zh_clips(tmp_path_factory):
+    return [_speech_clip(tmp_path_factory, f"zh{i}", (line,), "zh")
+            for i, line in enumerate(MANDARIN_LINES)]
 
 
 def _asr(backend: str, **params):
@@ -273,13 +317,15 @@ def test_english_speech_wer(backend, en_clip):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_mandarin_speech_pinyin_overlap(backend, zh_clip):
+def test_mandarin_speech_pinyin_overlap(backend, zh_clips):
     asr = _asr(backend)  # defaults: language zh, simplified-Chinese prompt
-    result = asr.transcribe(zh_clip, zh_clip.size / SAMPLE_RATE)
-    overlap = pinyin_overlap("".join(MANDARIN_LINES), result.text)
-    assert overlap >= ZH_PINYIN_FLOOR, (overlap, result.text)
-    assert "普通话的句子" not in result.text  # the prompt is never echoed
-    assert result.per_second(zh_clip.size / SAMPLE_RATE)
+    overlaps, texts = [], []
+    for line, clip in zip(MANDARIN_LINES, zh_clips, strict=True):
+        result = asr.transcribe(clip, clip.size / SAMPLE_RATE)
+        overlaps.append(pinyin_overlap(line, result.text))
+        texts.append(result.text)
+        assert "普通话的句子" not in result.text  # the prompt is never echoed
+    assert float(np.mean(overlaps)) >= ZH_PINYIN_FLOOR, (overlaps, texts)
 
 
 def _non_speech() -> dict[str, np.ndarray]:
@@ -311,9 +357,10 @@ def test_silence_gives_empty_result_without_decoding(backend):
         assert result.meta["skipped"] == "silent"
     empty = asr.transcribe(np.zeros(0, np.float32), 3.0)
     assert empty.is_empty and empty.meta["skipped"] == "no_audio"
-    # with the energy gate off the model's own guards must still invent nothing
-    ungated = _asr(backend, min_rms=0.0).transcribe(np.zeros(8 * SAMPLE_RATE, np.float32), 8.0)
-    assert count_units(ungated.text) <= MAX_UNITS_ON_NON_SPEECH, ungated.text
+    if backend == "faster_whisper":  # openai-whisper: covered by test_segment_guards (slow here)
+        # with the energy gate off, the VAD and no-speech guards must still invent nothing
+        ungated = _asr(backend, min_rms=0.0).transcribe(np.zeros(8 * SAMPLE_RATE, np.float32), 8)
+        assert count_units(ungated.text) <= MAX_UNITS_ON_NON_SPEECH, ungated.text
 
 
 @pytest.mark.slow
@@ -322,7 +369,10 @@ def test_tone_music_and_noise_give_no_text(backend):
     from evads_kedro.units import count_units
 
     asr = _asr(backend)
-    for name, audio in _non_speech().items():
+    signals = _non_speech()
+    if backend == "openai_whisper":  # ~10-15 CPU-s per clip on 2 cores: the hardest one only
+        signals = {"music": signals["music"]}
+    for name, audio in signals.items():
         result = asr.transcribe(audio, audio.size / SAMPLE_RATE)
         assert count_units(result.text) <= MAX_UNITS_ON_NON_SPEECH, (name, result.text)
 
