@@ -1,33 +1,54 @@
 """Speech recognition behind one small interface: audio -> timed words -> text per second.
 
-Two backends load the same packaged multilingual Whisper *base* weights (see ``evads_kedro.assets``):
+API: ``build_asr(params) -> AsrBackend`` (built once per process per parameter set; the weights
+once per backend/model/device); ``backend.transcribe(audio, duration_s) -> AsrResult`` with
+``audio`` float32 mono 16 kHz (:func:`load_audio` decodes any media file with PyAV);
+``AsrResult.words: list[AsrWord(start, end, text)]`` and ``AsrResult.per_second(duration_s)``.
 
-* ``faster_whisper`` (default): CTranslate2 int8, Silero VAD built in. Chosen by measurement on the
-  synthetic sample ads (``ad_*`` from ``evads_kedro.sample_videos``): ~3x faster than openai-whisper
-  on 2 CPU cores at equal or better accuracy; see the table in ``docs`` / the ASR test module.
-* ``openai_whisper``: the reference PyTorch implementation on the converted ``.pt`` checkpoint.
+Two backends load the same packaged multilingual Whisper *base* weights (``evads_kedro.assets``):
 
-Parameters (``build_asr(params)``; the ``asr`` block of ``parameters_ingestion.yml``)::
+* ``faster_whisper`` (default): CTranslate2 int8 with Silero VAD (``assets.whisper_ct2_dir()``).
+* ``openai_whisper``: the reference PyTorch implementation (``assets.whisper_pt_path()``).
+
+Default chosen by measurement on the 8 synthetic sample ads of ``evads_kedro.sample_videos``
+(96 s of video: 5 Mandarin espeak-ng voiceovers, 1 English, 1 music-only, 1 without audio),
+2-core CPU shared with other jobs, ``language: [zh, en]``, greedy, int8 / fp32:
+
+==================  ======  ========  ===========  ====================  ======================
+backend             RTF     CPU-s/s   English WER  zh pinyin overlap     music / no-audio clip
+==================  ======  ========  ===========  ====================  ======================
+faster_whisper      0.20    0.23      0.00         0.43 (min 0.26)       empty / empty
+openai_whisper      0.48    0.48      0.00         0.41 (min 0.09)       empty / empty
+==================  ======  ========  ===========  ====================  ======================
+
+(RTF = wall seconds per second of audio, model load excluded: ~3 s and ~2 s.) The espeak-ng
+Mandarin voice is hard for Whisper base, hence the low pinyin overlap for both; English is exact.
+With ``language: zh`` forced, the English ad is decoded as Chinese (WER 1.0 for both): configure
+``[zh, en]`` when English voiceovers are expected.
+
+Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
 
     backend: faster_whisper        # faster_whisper | openai_whisper
     model: packaged:base           # packaged:base | path to a .pt (openai) / CT2 folder (faster)
                                    #   | a model name the library can fetch (needs a hub)
     language: zh                   # forced ISO code | auto (Whisper detects per clip) | a list
                                    #   [zh, en]: the first unless Whisper gives another entry
-    language_switch_prob: 0.5      #   a probability >= this (one extra encoder pass per clip)
+    language_switch_prob: 0.5      #   a probability >= this (one extra encoder pass per clip;
+                                   #   plain argmax fails: espeak Mandarin often scores en > zh)
     device: auto                   # auto | cpu | cuda | cuda:N  (evads_kedro.devices)
     compute_type: int8             # faster-whisper only: int8 | int8_float16 | float16 | float32
     cpu_threads: 0                 # faster-whisper only: 0 = library default
-    beam_size: 1                   # 1 = greedy
+    beam_size: 1                   # 1 = greedy (beam 5 echoed the prompt more and was slower)
     temperatures: [0.0, 0.2]       # fallback ladder; short so run time cannot blow up
     no_speech_threshold: 0.6       # segment dropped if no_speech_prob > this ...
     logprob_threshold: -1.0        # ... and avg_logprob < this (Whisper's own silence rule)
     compression_ratio_threshold: 2.4  # a segment still above it after the fallbacks is dropped
     vad: true                      # faster-whisper Silero VAD (vad_filter)
-    min_rms: 0.003                 # energy gate for both backends (below)
-    max_repeats: 4                 # repetition-loop filter (below)
-    initial_prompt: 以下是普通话的句子。  # biases simplified-Chinese output; used only for zh
-    simplify: auto                 # traditional -> simplified via `opencc` when installed
+    min_rms: 0.003                 # energy gate, both backends (below)
+    max_repeats: 4                 # repetition-loop filter and openai-whisper loop stop (below)
+    initial_prompt: 以下是普通话的句子。  # biases simplified-Chinese output; used for zh only
+    simplify: auto                 # traditional -> simplified with `opencc` when importable
+                                   #   (auto) | true (required) | false
     seed: 0                        # RNG seed of the sampled fallbacks (temperature > 0), so the
                                    #   same audio always gives the same text
 
@@ -38,21 +59,26 @@ Guards against Whisper's failure modes:
   long ad with a short quiet voiceover is not skipped because its average is diluted). Each
   decoded segment whose own time span has RMS below ``min_rms`` is dropped too (text invented
   over a silent stretch);
-* music / noise: ``no_speech_threshold`` + ``logprob_threshold`` per segment (and faster-whisper's
-  Silero VAD, which removes non-speech before decoding);
-* repetition loops: ``condition_on_previous_text=False``, compression-ratio check (Whisper keeps
-  the last fallback result even when it still fails the check; we drop it), and a filter that
-  drops a segment whose text is one n-gram repeated more than ``max_repeats`` times in a row;
-* run time: the temperature ladder is the ``temperatures`` parameter (default 2 steps, not 6).
+* music / noise: ``no_speech_threshold`` + ``logprob_threshold`` per segment, and
+  faster-whisper's Silero VAD, which removes non-speech before decoding;
+* repetition loops: ``condition_on_previous_text=False``; compression-ratio check (Whisper keeps
+  the last fallback result even when it still fails the check: we drop it); a filter that drops
+  a segment whose text is one n-gram repeated more than ``max_repeats`` times in a row;
+* run time: the temperature ladder is the ``temperatures`` parameter (2 steps, not Whisper's 6),
+  and openai-whisper's decoder is stopped as soon as its tokens loop (a loop otherwise runs to
+  224 tokens at every temperature: 8 s of music took 73 CPU-s, 15 CPU-s with the stop);
+* prompt echo: on unclear audio Whisper may copy the initial prompt into the transcript
+  (``千万第一是普通话的句子``); runs of >= 4 characters shared with the prompt are removed.
 
-Simplified Chinese: the initial prompt biases the decoder towards simplified characters (Whisper
-base writes simplified for Mandarin almost always with it). A deterministic traditional ->
-simplified conversion runs when the optional ``opencc`` package is importable (``simplify: auto``);
-it is not a dependency, so without it output relies on the prompt alone.
+Simplified Chinese: the initial prompt biases the decoder towards simplified characters (without
+it Whisper base wrote mostly traditional characters on the sample ads; with it, a few remain,
+e.g. ``淺``). A deterministic traditional -> simplified conversion (OpenCC ``t2s``) runs when the
+optional ``opencc`` package is importable; it is not a dependency of the project yet, so without
+it the output relies on the prompt alone.
 
 Per-second text (:meth:`AsrResult.per_second`): see its docstring. The rule mirrors the released
-E-VAds timelines, whose ASR lines split words mid-word across seconds (``面|料``, ``Shi|ft``):
-their timing is per character.
+E-VAds timelines, whose ASR lines split words mid-word across seconds (``面|料``, ``Shi|ft``,
+``3|0万``): their timing is per character.
 """
 
 from __future__ import annotations
@@ -339,7 +365,10 @@ def _simplifier(mode: str | bool):
             try:
                 import opencc  # optional
 
-                conv = opencc.OpenCC("t2s")
+                try:
+                    conv = opencc.OpenCC("t2s")
+                except Exception:  # bindings that want the config file name
+                    conv = opencc.OpenCC("t2s.json")
                 _OPENCC = conv.convert
             except Exception as exc:  # ImportError, or a build without its data
                 if mode not in ("auto",):
