@@ -73,8 +73,7 @@ Guards against Whisper's failure modes:
 Simplified Chinese: the initial prompt biases the decoder towards simplified characters (without
 it Whisper base wrote mostly traditional characters on the sample ads; with it, a few remain,
 e.g. ``淺``). A deterministic traditional -> simplified conversion (OpenCC ``t2s``) runs when the
-optional ``opencc`` package is importable; it is not a dependency of the project yet, so without
-it the output relies on the prompt alone.
+``opencc`` package (a project dependency) is importable; ``simplify: false`` turns it off.
 
 Per-second text (:meth:`AsrResult.per_second`): see its docstring. The rule mirrors the released
 E-VAds timelines, whose ASR lines split words mid-word across seconds (``面|料``, ``Shi|ft``,
