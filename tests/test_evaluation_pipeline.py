@@ -25,7 +25,8 @@ from llm_server import FakeLLMServer, Status, prompt_text
 
 OUTPUTS = ["evaluation_item_results", "evaluation_breakdown", "evaluation_leaderboard",
            "evaluation_leaderboard_md", "evaluation_metrics", "evaluation_answers",
-           "evaluation_judgements", "evaluation_task_report", "evaluation_questions"]
+           "evaluation_judgements", "evaluation_task_report", "evaluation_questions",
+           "evaluation_model_runs"]
 
 # video 0: legal scores; video 1: malformed judge replies + one failed generation
 MARKERS = [["1", "0.75", "0.5", "0.25", "0"], ["1", "bad", "frac", "fail", "1"]]
@@ -137,6 +138,10 @@ def test_full_pipeline_exact_scores_and_zero_calls_on_rerun(tmp_path, tiny_lm):
         mets = out["evaluation_metrics"]
         assert mets["endpoint.r5"]["value"] == pytest.approx(e.r5)
         assert mets["endpoint.n_invalid"]["value"] == 2
+        runs = out["evaluation_model_runs"]  # one MLflow run per model under test
+        assert set(runs) == {"endpoint", "vlm", "tiny_local"}
+        assert runs["endpoint"]["r5"] == pytest.approx(e.r5)
+        assert runs["endpoint"]["n_invalid"] == 2 and runs["endpoint"]["r5_BP"] == 1.0
         md = out["evaluation_leaderboard_md"]
         assert "| endpoint |" in md and "Smoke-test" not in md
         assert out["evaluation_task_report"]["permutation_rate"] == 1.0

@@ -22,6 +22,7 @@ from evads_kedro.backends.llm import ChatBackend, build_chat
 from evads_kedro.pipelines.evaluation import report as rep
 from evads_kedro.pipelines.evaluation import tasks
 from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text_hash
+from evads_kedro.pipelines.evaluation.report import per_model_metrics
 from evads_kedro.pipelines.evaluation.runner import Job, run_jobs, run_sync
 from evads_kedro.pipelines.evaluation.templates import (
     ANSWER_FIELDS,
@@ -396,7 +397,8 @@ _judge_call = judge_call  # old name
 def aggregate_results(questions: pd.DataFrame, answers: pd.DataFrame,
                       judgements: pd.DataFrame, task_report: dict[str, Any],
                       params: dict[str, Any]):
-    """Per-item table, long breakdown, leaderboard (CSV + markdown + plot) and MLflow metrics."""
+    """Per-item table, long breakdown, leaderboard (CSV + markdown + plot), MLflow metrics and
+    ``{model: {metric: value}}`` for one MLflow run per model (:func:`per_model_metrics`)."""
     rp = dict(params.get("report") or {})
     j = judgements.drop(columns=["answer_key"]).rename(columns={
         "error": "judge_error", "attempts": "judge_attempts", "cached": "judge_cached"})
@@ -454,4 +456,4 @@ def aggregate_results(questions: pd.DataFrame, answers: pd.DataFrame,
     mets = rep.metrics(table, task_report)
     fig = rep.plot(board, title="E-VAds evaluation" + (" (smoke-test judge)"
                                                       if judge["smoke_test"] else ""))
-    return item_table, table, board, md, mets, fig
+    return item_table, table, board, md, mets, fig, per_model_metrics(board)

@@ -19,7 +19,8 @@ Usage::
 
 Outputs: data/08_reporting/evaluation/{leaderboard.csv,leaderboard.md,leaderboard.png,
 breakdown.csv,item_results.parquet,task_classifier.json} (also MLflow artifacts) and MLflow
-metrics ``evaluation.<model>[.<grouping>.<group>].<r5|r3|s|mg>``.
+metrics ``evaluation.<model>[.<grouping>.<group>].<r5|r3|s|mg>``, plus one nested MLflow run
+per model under test (``eval:<model>``, ``evaluation_model_runs``) to compare models in the UI.
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -62,7 +63,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "evaluation_task_report", "params:evaluation"],
                 outputs=["evaluation_item_results", "evaluation_breakdown",
                          "evaluation_leaderboard", "evaluation_leaderboard_md",
-                         "evaluation_metrics", "evaluation_plot"],
+                         "evaluation_metrics", "evaluation_plot", "evaluation_model_runs"],
                 name="aggregate_results",
             ),
         ],

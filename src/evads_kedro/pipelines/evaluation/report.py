@@ -215,6 +215,27 @@ def metrics(table: pd.DataFrame, task_report: dict[str, Any]) -> dict[str, dict[
     return out
 
 
+_NON_METRIC_COLUMNS = ("model", "model_id", "input", "timeline", "judge")
+
+
+def per_model_metrics(leaderboard: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{model: {metric: value}}`` from the leaderboard, one MLflow run per model.
+
+    Every numeric column is a metric: overall r5 / r3 / s / mg with their interval bounds,
+    counts (n_items, n_judged, n_invalid, n_failed, n_videos), coverage, sampling spread and the
+    per-dimension / per-task means (``r5_<group>``, ``mg_<group>``) when present. Missing (NaN)
+    values are left out.
+    """
+    cols = [c for c in leaderboard.columns if c not in _NON_METRIC_COLUMNS
+            and pd.api.types.is_numeric_dtype(leaderboard[c])
+            and not pd.api.types.is_bool_dtype(leaderboard[c])]
+    out: dict[str, dict[str, float]] = {}
+    for _, row in leaderboard.iterrows():
+        out[str(row["model"])] = {c: float(row[c]) for c in cols
+                                  if pd.notna(row[c]) and np.isfinite(float(row[c]))}
+    return out
+
+
 def plot(board: pd.DataFrame, *, title: str = "E-VAds evaluation"):
     """Grouped bars of R5 / R3 / S / MG per model with their 95 % intervals."""
     import matplotlib
