@@ -850,6 +850,12 @@ def _select(names: Sequence[str] | None) -> list[str]:
     return names
 
 
+def _status_row(name: str, status: str, path: Path | str, t0: float, detail: str) -> dict[str, Any]:
+    """One row of the prepare/verify tables."""
+    return {"name": name, "status": status, "path": str(path),
+            "seconds": round(time.perf_counter() - t0, 2), "detail": detail}
+
+
 def prepare(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Derive (once) and verify the named assets (all by default). Idempotent.
 
@@ -868,15 +874,7 @@ def prepare(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
             path, status, detail = exc.path, "INTEGRITY", str(exc)
         except AssetMissingError as exc:
             path, status, detail = "-", "missing", str(exc)
-        rows.append(
-            {
-                "name": name,
-                "status": status,
-                "path": str(path),
-                "seconds": round(time.perf_counter() - t0, 2),
-                "detail": detail,
-            }
-        )
+        rows.append(_status_row(name, status, path, t0, detail))
     return rows
 
 
@@ -918,15 +916,7 @@ def verify(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
             path, status, detail = exc.path, "INTEGRITY", str(exc)
         except AssetMissingError as exc:
             status, detail = "missing", str(exc)
-        rows.append(
-            {
-                "name": name,
-                "status": status,
-                "path": str(path),
-                "seconds": round(time.perf_counter() - t0, 2),
-                "detail": detail,
-            }
-        )
+        rows.append(_status_row(name, status, path, t0, detail))
     return rows
 
 

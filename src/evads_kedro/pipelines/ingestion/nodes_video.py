@@ -278,6 +278,16 @@ def _record(stage: str, row: pd.Series, key: str, status: str, compute_s: float,
     })
 
 
+def _failed_record(stage: str, row: pd.Series, key: str, t0: float, exc: BaseException,
+                   progress) -> dict[str, Any]:
+    """Log, count and record one video's failure in ``stage`` (it goes to quarantine)."""
+    dt = time.perf_counter() - t0
+    reason = _fail_reason(exc)
+    logger.warning("quarantined %s (%s): %s", row["file"], stage, reason)
+    progress.done(dt, 0.0, False)
+    return _record(stage, row, key, "failed", dt, reason)
+
+
 def _fail_reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     return reason or f"{type(exc).__name__}: {exc}".strip()
@@ -328,10 +338,7 @@ def decode_frames(
             progress.done(dt, float(row["duration_s"]), True)
             yield {vid: stack}, {vid: rec}, progress.stats.as_dict()
         except Exception as exc:  # noqa: BLE001 - quarantined with its reason
-            dt = time.perf_counter() - t0
-            logger.warning("quarantined %s (decode): %s", row["file"], _fail_reason(exc))
-            progress.done(dt, 0.0, False)
-            yield {}, {vid: _record("decode", row, key, "failed", dt, _fail_reason(exc))}, \
+            yield {}, {vid: _failed_record("decode", row, key, t0, exc, progress)}, \
                 progress.stats.as_dict()
     yield {}, {}, progress.close()
 
@@ -390,10 +397,7 @@ def ocr_frames(
             progress.done(dt, float(row["duration_s"]), True)
             yield {vid: rec}, progress.stats.as_dict()
         except Exception as exc:  # noqa: BLE001
-            dt = time.perf_counter() - t0
-            logger.warning("quarantined %s (ocr): %s", row["file"], _fail_reason(exc))
-            progress.done(dt, 0.0, False)
-            yield {vid: _record("ocr", row, key, "failed", dt, _fail_reason(exc))}, \
+            yield {vid: _failed_record("ocr", row, key, t0, exc, progress)}, \
                 progress.stats.as_dict()
     progress.stats.extra.update(ocr_calls=calls, ocr_reused=reused)
     yield {}, progress.close()
@@ -492,10 +496,7 @@ def transcribe_audio(
             progress.done(dt, duration, True)
             yield {vid: rec}, progress.stats.as_dict()
         except Exception as exc:  # noqa: BLE001
-            dt = time.perf_counter() - t0
-            logger.warning("quarantined %s (asr): %s", row["file"], _fail_reason(exc))
-            progress.done(dt, 0.0, False)
-            yield {vid: _record("asr", row, key, "failed", dt, _fail_reason(exc))}, \
+            yield {vid: _failed_record("asr", row, key, t0, exc, progress)}, \
                 progress.stats.as_dict()
     progress.stats.extra["no_audio"] = silent
     yield {}, progress.close()
