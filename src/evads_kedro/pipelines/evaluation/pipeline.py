@@ -18,7 +18,8 @@ Usage::
         "evaluation.judge_prompt_path=../shared/evads/official_judge_prompt.txt"
 
 Outputs: data/08_reporting/evaluation/{leaderboard.csv,leaderboard.md,leaderboard.png,
-breakdown.csv,item_results.parquet,task_classifier.json} (also MLflow artifacts) and MLflow
+breakdown.csv,item_results.parquet,task_classifier.json} and the self-contained HTML report
+data/08_reporting/evaluation_report.html (also MLflow artifacts) and MLflow
 metrics ``evaluation.<model>[.<grouping>.<group>].<r5|r3|s|mg>``, plus one nested MLflow run
 per model under test (``eval:<model>``, ``evaluation_model_runs``) to compare models in the UI.
 """
@@ -26,6 +27,7 @@ per model under test (``eval:<model>``, ``evaluation_model_runs``) to compare mo
 from kedro.pipeline import Node, Pipeline
 
 from evads_kedro.pipelines.evaluation import nodes
+from evads_kedro.pipelines.evaluation.report_html import evaluation_html_report
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -33,7 +35,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.classify_tasks,
-                inputs=["released_qa", "params:evaluation.task_classifier"],
+                inputs=["released_qa", "evaluation_task_cache", "evaluation_task_reference",
+                        "params:evaluation.task_classifier"],
                 outputs=["evaluation_task_labels", "evaluation_task_report"],
                 name="classify_tasks",
             ),
@@ -65,6 +68,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                          "evaluation_leaderboard", "evaluation_leaderboard_md",
                          "evaluation_metrics", "evaluation_plot", "evaluation_model_runs"],
                 name="aggregate_results",
+            ),
+            Node(
+                evaluation_html_report,
+                inputs=["evaluation_item_results", "evaluation_breakdown",
+                        "evaluation_leaderboard", "params:evaluation"],
+                outputs="evaluation_report_html",
+                name="evaluation_html_report",
             ),
         ],
         tags=["evaluation"],
