@@ -23,10 +23,17 @@ Failures never stop the batch: each video is processed inside try/except; a fail
 record with ``status: failed`` and lands in ``ingestion_quarantine`` with its stage and reason.
 Failed videos are not retried on a rerun unless their content or parameters change, or
 ``ingestion.retry_quarantined`` is true.
+
+Fan-out: the per-video work of decode / OCR / ASR is a module-level task (:func:`decode_one`,
+:func:`ocr_one`, :func:`transcribe_one`) run by the ``ingestion.executor``
+(:mod:`evads_kedro.executors`: in-process, process pool or Dask). Deciding what to skip and
+saving what comes back stay in the node, so the catalog datasets, incremental keys and
+quarantine records are the same under every executor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -39,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evads_kedro.executors import executor_params, fan_out, limit_threads
 from evads_kedro.pipelines.ingestion.released import TIMELINE_COLUMNS, VIDEO_COLUMNS
 from evads_kedro.pipelines.ingestion.stages import (
     StageProgress,
@@ -278,22 +286,60 @@ def _record(stage: str, row: pd.Series, key: str, status: str, compute_s: float,
     })
 
 
-def _failed_record(stage: str, row: pd.Series, key: str, t0: float, exc: BaseException,
-                   progress) -> dict[str, Any]:
-    """Log, count and record one video's failure in ``stage`` (it goes to quarantine)."""
-    dt = time.perf_counter() - t0
-    reason = _fail_reason(exc)
-    logger.warning("quarantined %s (%s): %s", row["file"], stage, reason)
-    progress.done(dt, 0.0, False)
-    return _record(stage, row, key, "failed", dt, reason)
-
-
 def _fail_reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     return reason or f"{type(exc).__name__}: {exc}".strip()
 
 
+# ------------------------------------------------------------------------ fan-out helpers
+def _row_dict(row: pd.Series) -> dict[str, Any]:
+    """The probe row as plain Python values (what is shipped to a worker process)."""
+    return {k: _py(v) for k, v in row.items()}
+
+
+def _worker_cfg(cfg: dict[str, Any], key: str, threads: int | None) -> dict[str, Any]:
+    """A built-in backend's parameters with its thread count capped to the executor's
+    ``threads_per_worker`` (unless set): a non-semantic key, so stage keys do not change.
+    User classes (``module:Class``) get their parameters untouched."""
+    if not threads or ":" in str(cfg.get("backend", "")) or cfg.get(key):
+        return cfg
+    return {**cfg, key: int(threads)}
+
+
+def _account(progress: StageProgress, rec: dict[str, Any]) -> None:
+    """Count a finished video in the stage's progress; log it when it was quarantined."""
+    ok = rec.get("status") == "ok"
+    if not ok:
+        logger.warning("quarantined %s (%s): %s", rec["file"], rec["stage"], rec["reason"])
+    progress.done(float(rec.get("compute_s") or 0.0), float(rec["video_s"]) if ok else 0.0, ok)
+
+
 # ----------------------------------------------------------------------------------- decode
+def decode_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker task of :func:`decode_frames`: one video -> ``{"stack": FrameStack | None,
+    "record": decode record}``. A failure of the video is returned as a ``failed`` record."""
+    from evads_kedro.video import sample_frames
+
+    limit_threads(job.get("threads"))
+    row, key, dp = job["row"], job["key"], job["dp"]
+    t0 = time.perf_counter()
+    try:
+        stack = sample_frames(
+            row["path"], fps=dp["fps"], max_side=dp["max_side"], method=job["method"],
+            video_id=row["video_id"], duration_s=float(row["duration_s"]),
+            meta={"decode_key": key, "sha256": row["sha256"], "file": row["file"]},
+        )
+        if len(stack) == 0:
+            raise ValueError("no frames decoded")
+        rec = _record("decode", row, key, "ok", time.perf_counter() - t0, n_frames=len(stack),
+                      method=stack.meta.get("method"), rotation=stack.meta.get("rotation"),
+                      frame_shape=list(stack.frames[0].shape))
+        return {"stack": stack, "record": rec}
+    except Exception as exc:  # noqa: BLE001 - quarantined with its reason
+        return {"stack": None, "record": _record("decode", row, key, "failed",
+                                                 time.perf_counter() - t0, _fail_reason(exc))}
+
+
 def decode_frames(
     probes: pd.DataFrame, frames_existing: Partitions, records_existing: Partitions,
     params: dict[str, Any],
@@ -302,10 +348,10 @@ def decode_frames(
     rotated, longer side <= ``frame_max_side``) into the ``frames`` artefact, once per video.
 
     Generator node: yields ``({id: FrameStack}, {id: record}, stats)`` per processed video and a
-    last chunk with the final stats, so each video is saved as soon as it is done.
+    last chunk with the final stats, so each video is saved as soon as it is done. Videos are
+    processed by the ``ingestion.executor`` (in-process, process pool or Dask); the frames come
+    back to this process and are saved through the catalog.
     """
-    from evads_kedro.video import sample_frames
-
     dp = decode_params(params)
     retry = bool(params.get("retry_quarantined", False))
     videos = _ok_videos(probes)
@@ -319,44 +365,61 @@ def decode_frames(
         todo.append((row, key))
     progress = StageProgress("decode", len(todo), len(videos) - len(todo),
                              bool(params.get("progress", True)))
-    method = params.get("decode_method", "auto")
-    for row, key in todo:
-        vid = row["video_id"]
-        t0 = time.perf_counter()
-        try:
-            stack = sample_frames(
-                row["path"], fps=dp["fps"], max_side=dp["max_side"], method=method,
-                video_id=vid, duration_s=float(row["duration_s"]),
-                meta={"decode_key": key, "sha256": row["sha256"], "file": row["file"]},
-            )
-            if len(stack) == 0:
-                raise ValueError("no frames decoded")
-            dt = time.perf_counter() - t0
-            rec = _record("decode", row, key, "ok", dt, n_frames=len(stack),
-                          method=stack.meta.get("method"), rotation=stack.meta.get("rotation"),
-                          frame_shape=list(stack.frames[0].shape))
-            progress.done(dt, float(row["duration_s"]), True)
-            yield {vid: stack}, {vid: rec}, progress.stats.as_dict()
-        except Exception as exc:  # noqa: BLE001 - quarantined with its reason
-            yield {}, {vid: _failed_record("decode", row, key, t0, exc, progress)}, \
-                progress.stats.as_dict()
+    ex = executor_params(params.get("executor"))
+    threads = ex["threads_per_worker"] if ex["kind"] != "inprocess" else None
+    jobs = [{"row": _row_dict(row), "key": key, "dp": dp, "threads": threads,
+             "method": params.get("decode_method", "auto")} for row, key in todo]
+    for _, out in fan_out(ex, decode_one, jobs):
+        rec = out["record"]
+        _account(progress, rec)
+        vid = rec["video_id"]
+        yield ({vid: out["stack"]} if out["stack"] is not None else {}), {vid: rec}, \
+            progress.stats.as_dict()
     yield {}, {}, progress.close()
 
 
 # -------------------------------------------------------------------------------------- OCR
+def ocr_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker task of :func:`ocr_frames`: one video's frame stack (loaded here through the
+    catalog's partition loader) -> ``{"record", "setup_s", "calls", "reused"}``.
+
+    The backend is built once per process and parameter set (``build_backend``); a backend
+    that cannot be built raises (a configuration error, not the video's fault)."""
+    from evads_kedro.backends.ocr import ocr_frame_stack
+
+    limit_threads(job.get("threads"))
+    row, key, dkey = job["row"], job["key"], job["dkey"]
+    t_setup = time.perf_counter()
+    backend = build_backend("ocr", _worker_cfg(job["ocr_cfg"], "threads", job.get("threads")))
+    setup_s = time.perf_counter() - t_setup
+    t0 = time.perf_counter()
+    try:
+        stack = job["load"]()
+        if stack.meta.get("decode_key") != dkey:
+            raise ValueError("frame stack is stale (decoded from other content or with "
+                             "other parameters); delete it and rerun")
+        texts, stats = ocr_frame_stack(backend, stack, job["reuse"], strict=job["strict"])
+        rec = _record("ocr", row, key, "ok", time.perf_counter() - t0,
+                      frames=[{"t": float(t), "texts": list(tx)}
+                              for t, tx in zip(stack.timestamps, texts, strict=True)],
+                      stats=stats)
+        return {"record": rec, "setup_s": setup_s, "calls": int(stats.get("ocr_calls", 0)),
+                "reused": int(stats.get("reused", 0))}
+    except Exception as exc:  # noqa: BLE001
+        rec = _record("ocr", row, key, "failed", time.perf_counter() - t0, _fail_reason(exc))
+        return {"record": rec, "setup_s": setup_s, "calls": 0, "reused": 0}
+
+
 def ocr_frames(
     probes: pd.DataFrame, frames: Partitions, decode_records: Partitions,
     records_existing: Partitions, params: dict[str, Any],
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """OCR each video's frame stack (``frames``, decoded once by :func:`decode_frames`) with the
     ``ingestion.ocr`` backend; frames nearly identical to the previous one reuse its result.
-    Generator node: yields ``({id: record}, stats)`` per video."""
-    from evads_kedro.backends.ocr import ocr_frame_stack
-
+    Videos are processed by the ``ingestion.executor``. Generator node: yields
+    ``({id: record}, stats)`` per video."""
     op = ocr_params(params)
     ocr_cfg = dict(params.get("ocr") or {})
-    reuse = ocr_cfg.get("reuse_hamming", 8)
-    reuse_strict = bool(ocr_cfg.get("reuse_strict", True))
     retry = bool(params.get("retry_quarantined", False))
     dkey_params = decode_params(params)
     videos = _ok_videos(probes)
@@ -372,35 +435,33 @@ def ocr_frames(
         todo.append((row, key, dkey))
     progress = StageProgress("ocr", len(todo), len(videos) - len(todo),
                              bool(params.get("progress", True)))
-    backend = None
-    if todo:  # a backend that cannot be built stops the run: it is not a video's fault
-        t_setup = time.perf_counter()
-        backend = build_backend("ocr", ocr_cfg)
-        progress.stats.setup_s += time.perf_counter() - t_setup
+    ex = executor_params(params.get("executor"))
+    threads = ex["threads_per_worker"] if ex["kind"] != "inprocess" else None
+    jobs = [{"row": _row_dict(row), "key": key, "dkey": dkey, "load": _stack_loader(frames, row),
+             "ocr_cfg": ocr_cfg, "reuse": ocr_cfg.get("reuse_hamming", 8),
+             "strict": bool(ocr_cfg.get("reuse_strict", True)), "threads": threads}
+            for row, key, dkey in todo]
     calls = reused = 0
-    for row, key, dkey in todo:
-        vid = row["video_id"]
-        t0 = time.perf_counter()
-        try:
-            stack = frames[vid]()
-            if stack.meta.get("decode_key") != dkey:
-                raise ValueError("frame stack is stale (decoded from other content or with "
-                                 "other parameters); delete it and rerun")
-            texts, stats = ocr_frame_stack(backend, stack, reuse, strict=reuse_strict)
-            calls += int(stats.get("ocr_calls", 0))
-            reused += int(stats.get("reused", 0))
-            dt = time.perf_counter() - t0
-            rec = _record("ocr", row, key, "ok", dt,
-                          frames=[{"t": float(t), "texts": list(tx)}
-                                  for t, tx in zip(stack.timestamps, texts, strict=True)],
-                          stats=stats)
-            progress.done(dt, float(row["duration_s"]), True)
-            yield {vid: rec}, progress.stats.as_dict()
-        except Exception as exc:  # noqa: BLE001
-            yield {vid: _failed_record("ocr", row, key, t0, exc, progress)}, \
-                progress.stats.as_dict()
+    for _, out in fan_out(ex, ocr_one, jobs):
+        progress.stats.setup_s += out["setup_s"]
+        calls += out["calls"]
+        reused += out["reused"]
+        _account(progress, out["record"])
+        yield {out["record"]["video_id"]: out["record"]}, progress.stats.as_dict()
     progress.stats.extra.update(ocr_calls=calls, ocr_reused=reused)
     yield {}, progress.close()
+
+
+def _stack_loader(frames: Partitions, row: pd.Series) -> Callable[[], Any]:
+    loader = (frames or {}).get(row["video_id"])
+    if loader is None:
+        return functools.partial(_missing_stack, row["video_id"])
+    return loader
+
+
+def _missing_stack(video_id: str) -> Any:
+    raise FileNotFoundError(f"frame stack of {video_id} missing from data/02_intermediate/frames "
+                            "although its decode record says ok; delete the record and rerun")
 
 
 # -------------------------------------------------------------------------------------- ASR
@@ -429,16 +490,57 @@ def video_asr_params(params: dict[str, Any], sidecar: dict[str, Any] | None) -> 
     return ap
 
 
+def transcribe_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker task of :func:`transcribe_audio`: one video -> ``{"record", "setup_s",
+    "silent"}``. An unreadable audio track fails the video; a backend that cannot be built
+    raises (a configuration error for the whole run, e.g. missing weights)."""
+    from evads_kedro.backends.asr import load_audio
+
+    limit_threads(job.get("threads"))
+    row, key, ap = job["row"], job["key"], job["ap"]
+    duration = float(row["duration_s"])
+    t0 = time.perf_counter()
+    failure: BaseException | None = None
+    try:
+        audio = load_audio(row["path"]) if bool(row["has_audio"]) else np.zeros(0, np.float32)
+    except Exception as exc:  # noqa: BLE001 - an unreadable audio track is the video's fault
+        audio, failure = None, exc
+    backend, setup_s = None, 0.0
+    if audio is not None and audio.size:
+        t_setup = time.perf_counter()
+        # cached per process and parameters: only the first video of a worker loads the model
+        backend = build_backend("asr", _worker_cfg(ap, "cpu_threads", job.get("threads")))
+        setup_s = time.perf_counter() - t_setup
+        t0 += setup_s
+    try:
+        if audio is None:
+            raise failure  # type: ignore[misc]
+        if backend is None:
+            per_second, words, meta = {}, [], {"no_audio": True}
+        else:
+            result = backend.transcribe(audio, duration)
+            per_second = result.per_second(duration)
+            words = [{"start": float(w.start), "end": float(w.end), "text": w.text}
+                     for w in result.words]
+            meta = {"language": result.language, "text": result.text, **(result.meta or {})}
+        rec = _record("asr", row, key, "ok", time.perf_counter() - t0,
+                      per_second={str(s): t for s, t in sorted(per_second.items())},
+                      words=words, meta=meta)
+        return {"record": rec, "setup_s": setup_s, "silent": backend is None}
+    except Exception as exc:  # noqa: BLE001
+        rec = _record("asr", row, key, "failed", time.perf_counter() - t0, _fail_reason(exc))
+        return {"record": rec, "setup_s": setup_s, "silent": False}
+
+
 def transcribe_audio(
     probes: pd.DataFrame, decode_records: Partitions, raw_videos: Partitions,
     records_existing: Partitions, params: dict[str, Any],
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Transcribe each valid video's first audio track with the ``ingestion.asr`` backend into
     text per second (decoding language: see :func:`video_asr_params`). A video without audio
-    (or with an empty track) gets an empty transcript without loading a model.
+    (or with an empty track) gets an empty transcript without loading a model. Videos are
+    processed by the ``ingestion.executor``.
     Generator node: yields ``({id: record}, stats)`` per video."""
-    from evads_kedro.backends.asr import load_audio
-
     retry = bool(params.get("retry_quarantined", False))
     dkey_params = decode_params(params)
     videos = _ok_videos(probes)
@@ -455,49 +557,16 @@ def transcribe_audio(
         todo.append((row, key, ap))
     progress = StageProgress("asr", len(todo), len(videos) - len(todo),
                              bool(params.get("progress", True)))
+    ex = executor_params(params.get("executor"))
+    threads = ex["threads_per_worker"] if ex["kind"] != "inprocess" else None
+    jobs = [{"row": _row_dict(row), "key": key, "ap": ap, "threads": threads}
+            for row, key, ap in todo]
     silent = 0
-    built: set[str] = set()
-    for row, key, ap in todo:
-        vid = row["video_id"]
-        duration = float(row["duration_s"])
-        t0 = time.perf_counter()
-        try:
-            audio = load_audio(row["path"]) if bool(row["has_audio"]) else np.zeros(0, np.float32)
-        except Exception as exc:  # noqa: BLE001 - an unreadable audio track is the video's fault
-            audio, failure = None, exc
-        backend = None
-        if audio is not None and audio.size:
-            # outside the per-video try: a backend that cannot be built is a configuration
-            # error for the whole run (missing weights...), not a problem of this video
-            t_setup = time.perf_counter()
-            backend = build_backend("asr", ap)  # cached per process and parameters
-            pkey = repr(sorted(ap.items()))
-            if pkey not in built:  # the first build of a parameter set loads the model
-                built.add(pkey)
-                progress.stats.setup_s += time.perf_counter() - t_setup
-            t0 += time.perf_counter() - t_setup
-        try:
-            if audio is None:
-                raise failure
-            if backend is None:
-                silent += 1
-                per_second, words, meta = {}, [], {"no_audio": True}
-            else:
-                result = backend.transcribe(audio, duration)
-                per_second = result.per_second(duration)
-                words = [{"start": float(w.start), "end": float(w.end), "text": w.text}
-                         for w in result.words]
-                meta = {"language": result.language, "text": result.text,
-                        **(result.meta or {})}
-            dt = time.perf_counter() - t0
-            rec = _record("asr", row, key, "ok", dt,
-                          per_second={str(s): t for s, t in sorted(per_second.items())},
-                          words=words, meta=meta)
-            progress.done(dt, duration, True)
-            yield {vid: rec}, progress.stats.as_dict()
-        except Exception as exc:  # noqa: BLE001
-            yield {vid: _failed_record("asr", row, key, t0, exc, progress)}, \
-                progress.stats.as_dict()
+    for _, out in fan_out(ex, transcribe_one, jobs):
+        progress.stats.setup_s += out["setup_s"]
+        silent += int(out["silent"])
+        _account(progress, out["record"])
+        yield {out["record"]["video_id"]: out["record"]}, progress.stats.as_dict()
     progress.stats.extra["no_audio"] = silent
     yield {}, progress.close()
 
