@@ -37,6 +37,10 @@ class VideoFile:
         side = self.sidecar(suffix)
         if not side.is_file():
             return None
+        if not side.resolve().is_relative_to(self.path.parent.resolve()):
+            # a symlinked sidecar must not pull outside data into the timelines
+            raise ValueError(f"sidecar {side.name} is a symlink pointing outside the video "
+                             "folder; copy the file there instead")
         try:
             data = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
