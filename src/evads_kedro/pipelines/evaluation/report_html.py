@@ -22,8 +22,7 @@ from evads_kedro.taxonomy import TASK_CODES
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
            "#000000")
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC",sans-serif;
+CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC",sans-serif;
 margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:4px}h2{font-size:1.25em;margin-top:32px;
 border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -37,7 +36,7 @@ td.text{max-width:380px;white-space:pre-wrap;word-break:break-word}
 .legend span{display:inline-block;margin-right:14px}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
 .charts{display:flex;flex-wrap:wrap;gap:24px}
-"""
+""".replace("\n", "")
 
 
 def _num(x: Any) -> float:
@@ -245,7 +244,8 @@ def html_report(leaderboard: pd.DataFrame, breakdown: pd.DataFrame, items: pd.Da
               _worst_items(items, models, worst_n),
               '<p class="meta">R5 = judge score in {0, 0.25, 0.5, 0.75, 1}; R3 maps 0.75→0.5 '
               "and 0.25→0; S = 1 iff R5 = 1; MG = (S + R3 + R5) / 3.</p></body></html>"]
-    return "\n".join(parts)
+    # one line: kedro-viz's preview converts newlines to <br> (Markdown) before rendering
+    return "".join(parts)
 
 
 def evaluation_html_report(item_results: pd.DataFrame, breakdown: pd.DataFrame,
