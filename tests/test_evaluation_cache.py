@@ -15,11 +15,11 @@ import pytest
 
 from evads_kedro.pipelines.evaluation.cache import JsonlCache, JsonlCacheDataset, stable_hash
 from evads_kedro.pipelines.evaluation.nodes import (
-    classify_tasks,
     generate_answers,
     judge_answers,
     select_questions,
 )
+from evads_kedro.pipelines.evaluation.tasks import classify_tasks
 from evaluation_data import eval_params, make_qa, make_videos, scripted_responder
 from llm_server import FakeLLMServer, prompt_text
 

@@ -11,11 +11,11 @@ import pytest
 
 from evads_kedro.pipelines.evaluation.cache import JsonlCache
 from evads_kedro.pipelines.evaluation.nodes import (
-    classify_tasks,
     generate_answers,
     judge_answers,
     select_questions,
 )
+from evads_kedro.pipelines.evaluation.tasks import classify_tasks
 from evads_kedro.pipelines.evaluation.templates import load_template, render
 from evads_kedro.scoring import InvalidScore, parse_judge_reply
 from evaluation_data import eval_params, make_qa, make_videos, scripted_responder

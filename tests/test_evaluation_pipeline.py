@@ -50,6 +50,9 @@ def _catalog(tmp_path, qa, videos, params):
           "params:evaluation.task_classifier": MemoryDataset(params["task_classifier"]),
           "evaluation_answer_cache": JsonlCacheDataset(str(tmp_path / "cache/answers.jsonl")),
           "evaluation_judgement_cache": JsonlCacheDataset(str(tmp_path / "cache/judgements.jsonl")),
+          "evaluation_task_cache": JsonlCacheDataset(str(tmp_path / "cache/task_labels.jsonl")),
+          "evaluation_task_reference": MemoryDataset(pd.DataFrame(
+              columns=["question_id_prefix", "task", "sample"])),
           "evaluation_plot": MemoryDataset(copy_mode="assign")}
     ds.update({name: MemoryDataset(copy_mode="assign") for name in OUTPUTS})
     # intermediates are persisted (the runner releases consumed memory datasets)
@@ -173,7 +176,8 @@ def test_answer_template_reproduces_the_released_rl_prompt(evads_data_dir):
 
 
 def test_select_questions_takes_whole_videos_seeded():
-    from evads_kedro.pipelines.evaluation.nodes import classify_tasks, select_questions
+    from evads_kedro.pipelines.evaluation.nodes import select_questions
+    from evads_kedro.pipelines.evaluation.tasks import classify_tasks
 
     qa = make_qa([["1"] * 5 for _ in range(6)])
     qa.loc[qa["video_id"] == "v5", "split"] = "sft"

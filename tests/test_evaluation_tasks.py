@@ -6,41 +6,22 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from evads_kedro.paths import project_root
 from evads_kedro.pipelines.evaluation.tasks import (
     assign_permutation,
     classify_question,
     classify_tasks,
+    parse_task_reply,
+    reference_accuracy,
     task_scores,
 )
 from evads_kedro.taxonomy import TASK_CODES
 
-# Hand-checked labels (question id prefix after "ques_" -> task), read question by question.
-# 12 random videos (seed 7) ...
-RANDOM_SAMPLE = {
-    "975943a4493e": "BP", "969a0c45897a": "ML", "fd60686c2628": "CI", "6116385a6b9c": "CM", "f87952fa59d4": "RC",  # 3073
-    "9f5b92ccb99a": "CM", "a4a0477d9436": "RC", "7a16e1d67a8a": "CI", "4ef3364425bb": "ML", "e9d0410e3501": "BP",  # 1991
-    "bc00d30e7875": "CM", "5b24fe5a33f8": "RC", "bec1a59b6978": "ML", "4ab36f9d2ce0": "BP", "0e0724d20040": "CI",  # 3547
-    "54f9b028cd05": "ML", "85de5b1c9956": "CM", "d2c8c355792f": "BP", "ecf9a466b014": "CI", "858a25f6d382": "RC",  # 1292
-    "78fb526cda7f": "CM", "487b5c7fba70": "CI", "93ddbf2d8346": "BP", "95efaeaef731": "ML", "0f9d7fb59fe4": "RC",  # 1514
-    "e65b63bfdb8f": "CI", "1fb9e73fab2b": "CM", "becb135c3217": "ML", "2e393e9d53a2": "BP", "649aaa395153": "RC",  # 853
-    "e67ae7c9a9db": "BP", "cce5f8593167": "CM", "d91b74420677": "RC", "d30765f26253": "CI", "3765a4499f25": "ML",  # 1654
-    "019cd546aecd": "RC", "55624fcaba12": "BP", "79dc6a088181": "ML", "71800de71f23": "CI", "1ff0479f107b": "CM",  # 3302
-    "e373b1047ed1": "CM", "3e357836a94a": "BP", "13a9d5488f1c": "ML", "c75396d55973": "RC", "05436fbb96dd": "CI",  # 1441
-    "6e4498b0d491": "CM", "c0385a14ed20": "ML", "93229b768faf": "RC", "620b6330497c": "BP", "e7a4c757ad0b": "CI",  # 666
-    "44d5604843e4": "CM", "58bcb03436b1": "BP", "a79b3d7ffde6": "ML", "50e65cf3f262": "RC", "317bd8903cff": "CI",  # 2430
-    "095a7c7d03ef": "CI", "791dea48d830": "RC", "388846bd1044": "BP", "bbab1f91ab2d": "ML", "052d93fd416a": "CM",  # 1234
-}
-# ... and the hard cases: questions of videos whose raw labels collide (not a permutation).
-HARD_SAMPLE = {
-    "fe521d726024": "CM", "6b9a9a8267e0": "BP", "606ecd00f574": "BP", "31305daf5311": "BP",
-    "37868f8a1e52": "CM", "7ef85518f450": "CM", "14211e51cc92": "BP", "cc6460ed9da1": "BP",
-    "f711f0610785": "BP", "d6e814cf062a": "ML", "1026a4caaaff": "BP", "39bc43662792": "CM",
-    "0cf3b625dc59": "BP", "8e800f62946b": "ML", "79c78776fac1": "ML", "3cb68682a4f0": "BP",
-    "83b8fb5788f5": "BP", "2bee22b04c2c": "ML", "7332bbc46d29": "ML", "e9cafe60b4e5": "ML",
-    "13999a4d7a24": "ML", "ab01303430f5": "CI", "dc725a63b9e8": "BP", "73326503e2a6": "CI",
-    "5305d3b95e52": "ML", "05848d596a0c": "BP", "58c331162495": "ML", "46fbdb7add49": "ML",
-    "a4ede7153744": "BP", "9cc3d277eaeb": "BP",
-}
+# Hand-checked labels (question id prefix after "ques_" -> task), read question by question:
+# 12 random videos (seed 7) and 30 hard questions of videos whose raw labels collide.
+REFERENCE = pd.read_csv(project_root() / "conf/base/reference/task_labels_hand_checked.csv")
+RANDOM_SAMPLE = dict(REFERENCE.query("sample == 'random'")[["question_id_prefix", "task"]].values)
+HARD_SAMPLE = dict(REFERENCE.query("sample == 'hard'")[["question_id_prefix", "task"]].values)
 
 
 @pytest.mark.parametrize(("question", "task"), [
@@ -100,6 +81,53 @@ def test_released_permutation_rate_and_hand_checked_accuracy(evads_data_dir, cap
         lines.append(f"{name} sample ({len(sub)} questions): assigned accuracy {acc:.3f}, "
                      f"raw {raw_acc:.3f}\n{conf}")
         assert acc >= floor
+    ref = reference_accuracy(labels, REFERENCE)
+    assert {k: v["n"] for k, v in ref.items()} == {"random": 60, "hard": 30}
+    for name, sample in (("random", RANDOM_SAMPLE), ("hard", HARD_SAMPLE)):
+        sub = labels[prefix.isin(sample)]
+        assert ref[name]["accuracy"] == pytest.approx(
+            float((sub["task"] == sub["question_id"].str[5:17].map(sample)).mean()))
+        assert sum(sum(r.values()) for r in ref[name]["confusion"].values()) == len(sample)
     with capsys.disabled():
         print(f"\npermutation rate {report['permutation_rate']:.4f}; "
               + "\n".join(lines))
+
+
+@pytest.mark.parametrize(("reply", "code"), [
+    ("Task: CM", "CM"), ("CM", "CM"), ("**RC**", "RC"), ("Task: ML.\n", "ML"),
+    ("Task: BP or CM", None), ("", None), (None, None), ("BPM", None), ("Task: XX", None),
+])
+def test_parse_task_reply_is_strict(reply, code):
+    assert parse_task_reply(reply) == code
+
+
+def test_llm_labels_dominate_rules_and_fallback_keeps_rules():
+    qs = ["视频中产品的价格是多少？", "当ASR提到“好用”时画面显示什么？", "视频如何利用锚点驱动转化？",
+          "视频锁定哪类核心受众？", "视频宣称“第一”是否合规？"]
+    qa = pd.DataFrame({"question_id": [f"q{i}" for i in range(5)], "video_id": "v",
+                       "question": qs})
+    # the LLM swaps BP and CM (against the rules) and cannot label the RC question
+    llm = {"q0": "CM", "q1": "BP", "q2": "ML", "q3": "CI", "q4": None}
+    labels, report = classify_tasks(qa, {"assign_per_video": True}, llm)
+    assert labels["task"].tolist() == ["CM", "BP", "ML", "CI", "RC"]
+    assert labels["task_source"].tolist() == ["llm_raw"] * 4 + ["rules_fallback_raw"]
+    assert report["method"] == "llm"
+    assert report["llm"]["labelled"] == 4 and report["llm"]["fallback_to_rules"] == 1
+    assert report["llm"]["agreement_with_rules"] == 0.5
+    # two LLM labels collide: the per-video assignment resolves it with the rule scores
+    labels, _ = classify_tasks(qa, {"assign_per_video": True}, {**llm, "q1": "CM", "q0": "CM"})
+    assert sorted(labels["task"]) == sorted(TASK_CODES)
+    assert labels.loc[labels["question_id"] == "q0", "task"].item() == "BP"
+    assert "llm_assigned" in set(labels["task_source"])
+
+
+def test_reference_accuracy_confusion():
+    labels = pd.DataFrame({"question_id": ["ques_aa01", "ques_aa02", "ques_bb03", "ques_zz"],
+                           "task": ["BP", "CM", "RC", "ML"], "task_raw": ["BP", "BP", "RC", "ML"]})
+    ref = pd.DataFrame({"question_id_prefix": ["aa01", "aa02", "bb03", "cc04"],
+                        "task": ["BP", "ML", "RC", "CI"], "sample": ["s", "s", "t", "u"]})
+    out = reference_accuracy(labels, ref)
+    assert set(out) == {"s", "t"}  # sample u has no question in labels
+    assert out["s"]["n"] == 2 and out["s"]["accuracy"] == 0.5 and out["s"]["raw_accuracy"] == 0.5
+    assert out["s"]["confusion"]["ML"]["CM"] == 1 and out["t"]["accuracy"] == 1.0
+    assert reference_accuracy(labels, None) == {}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from evads_kedro.backends.llm import ChatBackend, build_chat
 from evads_kedro.pipelines.evaluation import report as rep
-from evads_kedro.pipelines.evaluation import tasks
+from evads_kedro.pipelines.evaluation import task_llm, tasks
 from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text_hash
 from evads_kedro.pipelines.evaluation.report import per_model_metrics
 from evads_kedro.pipelines.evaluation.runner import Job, run_jobs, run_sync
@@ -69,16 +69,43 @@ def _norm_category(label: Any) -> str:
     return category_slug(label.replace(" & ", "/").strip())
 
 
-def classify_tasks(qa: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
-    """Task label (BP/CM/ML/CI/RC) of every released question + the classifier's report."""
+def classify_tasks(qa: pd.DataFrame, task_cache: JsonlCache, reference: pd.DataFrame | None,
+                   params: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
+    """Task label (BP/CM/ML/CI/RC) of every released question + the classifier's report.
+
+    ``method: rules`` uses the keyword rules of :mod:`.tasks`; ``method: llm`` asks the
+    ``task_classifier.backend`` model per question (cached in ``task_cache``) and falls back to
+    the rules for every question it cannot label. The report includes accuracy and confusion on
+    the hand-checked ``reference`` questions present in ``qa``."""
     method = params.get("method", "rules")
-    if method != "rules":
-        raise ValueError(f"task_classifier.method {method!r} is not implemented; use 'rules'")
-    labels, report = tasks.classify_tasks(qa, params)
-    logger.info("task classifier: raw labels form a permutation for %.1f%% of %d videos; "
-                "%d labels changed by the per-video assignment",
+    if method not in ("rules", "llm"):
+        raise ValueError(f"evaluation.task_classifier.method {method!r} is unknown; use "
+                         "'rules' or 'llm'")
+    llm = None
+    if method == "llm":
+        llm = task_llm.llm_task_labels(qa, task_cache, params,
+                                       progress=bool(params.get("progress", True)))
+    labels, report = tasks.classify_tasks(
+        qa, params, None if llm is None else dict(zip(llm["question_id"], llm["llm_task"],
+                                                      strict=True)))
+    if llm is not None:
+        labels = labels.merge(llm[["question_id", "llm_status", "llm_raw_reply"]],
+                              on="question_id", how="left")
+        report["llm"].update({
+            "status_counts": llm["llm_status"].value_counts().to_dict(),
+            "calls_from_cache": int(llm["cached"].sum()),
+            "model_id": (params.get("backend") or {}).get("model_id")
+            or (params.get("backend") or {}).get("model")
+            or (params.get("backend") or {}).get("asset"),
+        })
+    report["reference"] = tasks.reference_accuracy(labels, reference)
+    logger.info("task classifier (%s): raw labels form a permutation for %.1f%% of %d videos; "
+                "%d labels changed by the per-video assignment", method,
                 100 * (report["permutation_rate"] or 0), report["n_videos_with_5"],
                 report["changed_by_assignment"])
+    for sample, r in report["reference"].items():
+        logger.info("task classifier on the hand-checked %s sample: %d questions, accuracy "
+                    "%.3f (raw %.3f)", sample, r["n"], r["accuracy"], r["raw_accuracy"])
     return labels, report
 
 

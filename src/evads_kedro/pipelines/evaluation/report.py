@@ -189,7 +189,7 @@ def markdown_report(board: pd.DataFrame, table: pd.DataFrame, *, judge: dict[str
               "- `invalid`: the judge never produced a legal `Answer: <score>` within the retry "
               "budget; `failed`: a generation or judge call failed after retries (or the "
               "answer it depends on failed). Both are excluded from the means and counted here.",
-              f"- Task labels: rule-based classifier over the question text "
+              f"- Task labels: {_classifier_name(task_report)} "
               f"(raw labels form a per-video permutation of the 5 tasks for "
               f"{_fmt(task_report.get('permutation_rate'))} of videos; "
               f"{task_report.get('changed_by_assignment')} labels fixed by the per-video "
@@ -212,7 +212,27 @@ def metrics(table: pd.DataFrame, task_report: dict[str, Any]) -> dict[str, dict[
     rate = task_report.get("permutation_rate")
     if rate is not None:
         out["task_classifier.permutation_rate"] = {"value": float(rate), "step": 0}
+    for sample, r in (task_report.get("reference") or {}).items():
+        out[f"task_classifier.{sample}.accuracy"] = {"value": float(r["accuracy"]), "step": 0}
+    llm = task_report.get("llm") or {}
+    if llm.get("labelled") is not None:
+        n = llm["labelled"] + llm["fallback_to_rules"]
+        out["task_classifier.llm_label_rate"] = {"value": llm["labelled"] / n if n else 0.0,
+                                                 "step": 0}
     return out
+
+
+def _classifier_name(task_report: dict[str, Any]) -> str:
+    """How the task labels were made, with the hand-checked accuracy when known."""
+    llm = task_report.get("llm")
+    name = ("LLM classifier with rule fallback "
+            f"({llm.get('labelled')} labelled by the LLM, {llm.get('fallback_to_rules')} "
+            "by the rules)" if llm else "rule-based classifier over the question text")
+    ref = task_report.get("reference") or {}
+    if ref:
+        name += "; hand-checked accuracy " + ", ".join(
+            f"{k} {_fmt(v['accuracy'])} (n={v['n']})" for k, v in ref.items())
+    return name
 
 
 _NON_METRIC_COLUMNS = ("model", "model_id", "input", "timeline", "judge")

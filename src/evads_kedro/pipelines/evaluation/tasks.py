@@ -15,12 +15,18 @@ permutation of the 5 tasks with the highest total score (5! = 120 candidates), w
 "one question per task" structure to fix the raw classifier's collisions. The share of
 videos whose *raw* labels already form a permutation is the classifier's self-consistency
 check (reported; ~95 % on the 572 released videos).
+
+With an LLM classifier (``method: llm``, :mod:`.task_llm`) each valid LLM label adds
+``llm_weight`` to its task's rule score, so the LLM decides the raw label and the rules only break
+its collisions in the per-video assignment; a question whose LLM reply is unusable (invalid or
+failed call) falls back to its rule scores alone (``task_source`` says which).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -78,6 +84,17 @@ def task_scores(question: str) -> dict[str, float]:
     return s
 
 
+_REPLY_CODE = re.compile(r"(?<![A-Za-z])(BP|CM|ML|CI|RC)(?![A-Za-z])")
+
+
+def parse_task_reply(text: str | None) -> str | None:
+    """The task code of an LLM classifier reply, or None when it names none or several.
+
+    Strict on purpose: ``Task: CM`` / ``CM`` / ``**CM**`` count; ``BP or CM`` does not."""
+    found = set(_REPLY_CODE.findall(text or ""))
+    return found.pop() if len(found) == 1 else None
+
+
 def classify_question(question: str) -> str:
     """Raw rule-based label of one question."""
     s = task_scores(question)
@@ -96,25 +113,37 @@ def assign_permutation(scores: list[dict[str, float]]) -> list[str] | None:
     return list(best)
 
 
-def classify_tasks(qa: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
+def classify_tasks(qa: pd.DataFrame, params: dict[str, Any],
+                   llm_labels: Mapping[str, str | None] | None = None,
+                   ) -> tuple[pd.DataFrame, dict]:
     """Task labels for every question of ``qa`` and the classifier's self-consistency report.
 
-    Returns a frame (question_id, video_id, task_raw, task, task_source, score_<T>...) and a
-    dict: n_questions, n_videos, n_videos_with_5, permutation_rate (raw labels of a 5-question
-    video form a permutation of the 5 tasks), changed_by_assignment, raw label counts.
-    An existing non-null ``task`` column in ``qa`` (future releases) is kept as is.
+    Returns a frame (question_id, video_id, task_raw, task, task_source, llm_task,
+    score_<T>...) and a dict: n_questions, n_videos, n_videos_with_5, permutation_rate (raw
+    labels of a 5-question video form a permutation of the 5 tasks), changed_by_assignment,
+    raw label counts. ``llm_labels`` maps question id -> LLM label (None = unusable reply);
+    ``params.llm_weight`` (default 10) is added to that task's score. ``task_source`` is
+    ``<llm|rules>_<raw|assigned>``, ``rules_fallback_*`` for a question the LLM could not
+    label, or ``given``. An existing non-null ``task`` column in ``qa`` is kept as is.
     """
     assign = bool(params.get("assign_per_video", True))
+    weight = float(params.get("llm_weight", 10.0))
     rows = []
     for qid, vid, q in zip(qa["question_id"], qa["video_id"], qa["question"], strict=True):
         s = task_scores(q)
+        llm = (llm_labels or {}).get(qid)
+        if llm in TASK_CODES:
+            s[llm] += weight
+        origin = "rules" if llm_labels is None else ("llm" if llm in TASK_CODES
+                                                     else "rules_fallback")
         rows.append({"question_id": qid, "video_id": vid, "task_raw":
                      max(TASK_CODES, key=lambda t, s=s: (s[t], -TASK_CODES.index(t))),
+                     "llm_task": llm if llm in TASK_CODES else None, "origin": origin,
                      **{f"score_{t}": s[t] for t in TASK_CODES}})
-    out = pd.DataFrame(rows, columns=["question_id", "video_id", "task_raw"]
+    out = pd.DataFrame(rows, columns=["question_id", "video_id", "task_raw", "llm_task", "origin"]
                        + [f"score_{t}" for t in TASK_CODES])
     out["task"] = out["task_raw"]
-    out["task_source"] = "rules_raw"
+    out["task_source"] = out["origin"] + "_raw"
     perm_ok, n5 = 0, 0
     for _, idx in out.groupby("video_id", sort=False).groups.items():
         idx = list(idx)
@@ -128,14 +157,15 @@ def classify_tasks(qa: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFra
             sc = [{t: out.at[i, f"score_{t}"] for t in TASK_CODES} for i in idx]
             best = assign_permutation(sc)
             out.loc[idx, "task"] = best
-            out.loc[idx, "task_source"] = "rules_assigned"
+            out.loc[idx, "task_source"] = out.loc[idx, "origin"] + "_assigned"
     if "task" in qa.columns:
         given = qa["task"].reset_index(drop=True)
         has = given.notna() & given.isin(TASK_CODES)
         out.loc[has.to_numpy(), "task"] = given[has].to_numpy()
         out.loc[has.to_numpy(), "task_source"] = "given"
+    out = out.drop(columns="origin")
     report = {
-        "method": "rules",
+        "method": "rules" if llm_labels is None else "llm",
         "assign_per_video": assign,
         "n_questions": int(len(out)),
         "n_videos": int(out["video_id"].nunique()),
@@ -145,4 +175,42 @@ def classify_tasks(qa: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFra
         "raw_counts": out["task_raw"].value_counts().reindex(TASK_CODES, fill_value=0).to_dict(),
         "final_counts": out["task"].value_counts().reindex(TASK_CODES, fill_value=0).to_dict(),
     }
+    if llm_labels is not None:
+        llm = out["llm_task"]
+        rules_only = [classify_question(q) for q in qa["question"]]
+        report["llm"] = {
+            "weight": weight,
+            "labelled": int(llm.notna().sum()),
+            "fallback_to_rules": int(llm.isna().sum()),
+            "agreement_with_rules": float((llm[llm.notna()] == pd.Series(
+                rules_only, index=out.index)[llm.notna()]).mean()) if llm.notna().any() else None,
+        }
     return out, report
+
+
+def reference_accuracy(labels: pd.DataFrame, reference: pd.DataFrame | None) -> dict[str, Any]:
+    """Accuracy and confusion of ``labels`` on hand-checked questions present in ``labels``.
+
+    ``reference`` has columns question_id_prefix (the hex after ``ques_``, any length),
+    task and sample (a name: random, hard ...). Returns {sample: {n, accuracy, raw_accuracy,
+    confusion: {truth: {predicted: count}}}}; samples absent from ``labels`` are left out."""
+    if reference is None or reference.empty:
+        return {}
+    out: dict[str, Any] = {}
+    hexes = labels["question_id"].astype(str).str.removeprefix("ques_")
+    for sample, ref in reference.groupby("sample", sort=False):
+        width = int(ref["question_id_prefix"].astype(str).str.len().max())
+        truth = dict(zip(ref["question_id_prefix"].astype(str), ref["task"], strict=True))
+        hit = labels[hexes.str[:width].isin(truth)]
+        if hit.empty:
+            continue
+        t = hit["question_id"].str.removeprefix("ques_").str[:width].map(truth)
+        conf = pd.crosstab(t, hit["task"]).reindex(index=list(TASK_CODES),
+                                                   columns=list(TASK_CODES), fill_value=0)
+        out[str(sample)] = {
+            "n": int(len(hit)),
+            "accuracy": float((hit["task"] == t).mean()),
+            "raw_accuracy": float((hit["task_raw"] == t).mean()),
+            "confusion": {r: {c: int(conf.at[r, c]) for c in TASK_CODES} for r in TASK_CODES},
+        }
+    return out
