@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evads_kedro.executors import executor_params, fan_out, limit_threads
 from evads_kedro.units import count_units
 from evads_kedro.vden import vden_params, visual_density
 
@@ -142,63 +143,97 @@ def video_file_key(sha256: str, fps: float, max_side: int | None) -> str:
 
 
 class _EmbeddingStore:
-    """Looks up / records per-video embeddings keyed ``<encoder_id>/<dataset>/<video_id>``."""
+    """Bookkeeping of per-video embeddings keyed ``<encoder_id>/<dataset>/<video_id>``: the
+    cache loaders handed to the embedding tasks, the new partitions to save, the counters."""
 
     def __init__(self, cache: Mapping[str, Callable[[], dict]], encoder_params: dict[str, Any]):
-        from evads_kedro.backends.encoders import build_encoder
+        from evads_kedro.backends.encoders import encoder_id
 
         self._cache = cache or {}
-        self._encoder_params = encoder_params
-        self._build = build_encoder
-        self._encoder = None
-        self._encoder_id: str | None = None
+        self.encoder_params = dict(encoder_params or {})
+        self.encoder_id = encoder_id(self.encoder_params)  # known without loading the model
         self.new: dict[str, dict[str, Any]] = {}
         self.hits = self.misses = 0
         self.encode_s = 0.0
         self.frames_encoded = 0
 
-    @property
-    def encoder(self):
-        if self._encoder is None:
-            self._encoder = self._build(self._encoder_params)
-        return self._encoder
+    def pid(self, dataset: str, video_id: str) -> str:
+        return f"{self.encoder_id}/{dataset}/{video_id}"
 
-    @property
-    def encoder_id(self) -> str:
-        if self._encoder_id is None:  # known without loading the model
-            from evads_kedro.backends.encoders import encoder_id
+    def loader(self, dataset: str, video_id: str) -> Callable[[], dict] | None:
+        return self._cache.get(self.pid(dataset, video_id))
 
-            self._encoder_id = encoder_id(self._encoder_params)
-        return self._encoder_id
-
-    def lookup(self, dataset: str, video_id: str, key: str) -> dict[str, Any] | None:
-        pid = f"{self.encoder_id}/{dataset}/{video_id}"
-        loader = self._cache.get(pid)
-        if loader is None:
-            return None
-        try:
-            data = loader()
-        except Exception as exc:  # a corrupt cache file is recomputed, not fatal
-            logger.warning("Embedding cache %s unreadable (%s); recomputing", pid, exc)
-            return None
-        meta = data.get("meta", {})
-        if meta.get("key") != key or meta.get("format") != EMBEDDING_FORMAT:
-            return None
-        self.hits += 1
-        return data
-
-    def compute(self, dataset: str, video_id: str, key: str, timestamps, frames) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        emb = self.encoder.encode(frames)
-        self.encode_s += time.perf_counter() - t0
-        self.frames_encoded += len(frames)
+    def account(self, dataset: str, video_id: str, out: dict[str, Any]) -> None:
+        if out["hit"]:
+            self.hits += 1
+            return
         self.misses += 1
-        data = {"embeddings": emb, "timestamps": np.asarray(timestamps, dtype=np.float64),
-                "meta": {"key": key, "format": EMBEDDING_FORMAT, "encoder": self.encoder_id,
-                         "encoder_description": self.encoder.description,
-                         "dataset": dataset, "video_id": video_id}}
-        self.new[f"{self.encoder_id}/{dataset}/{video_id}"] = data
-        return data
+        self.encode_s += out["encode_s"]
+        self.frames_encoded += len(out["data"]["timestamps"])
+        self.new[self.pid(dataset, video_id)] = out["data"]
+
+
+def _cached(job: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The cached embeddings of the job's video if their key and format are current."""
+    load = job.get("cache")
+    if load is None:
+        return None
+    try:
+        data = load()
+    except Exception as exc:  # a corrupt cache file is recomputed, not fatal
+        logger.warning("Embedding cache %s/%s unreadable (%s); recomputing", job["dataset"],
+                       job["video_id"], exc)
+        return None
+    meta = data.get("meta", {})
+    if meta.get("key") != key or meta.get("format") != EMBEDDING_FORMAT:
+        return None
+    return data
+
+
+def embed_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker task of :func:`visual_density_per_video`: one video's frames -> embeddings.
+
+    ``job["source"]`` is ``stack`` (``load`` = the frame stack's catalog loader) or ``file``
+    (``path``: probed and sampled at ``fps`` / ``max_side`` here). Returns ``{"data",
+    "hit", "encode_s", "duration_s"}`` (``hit``: the cached embeddings were current) or
+    ``{"skip": reason}`` for a video that cannot be read. The encoder is built once per
+    process (``build_encoder``); an encoder that cannot be built raises (configuration)."""
+    from evads_kedro.backends import encoders
+    from evads_kedro.video import InvalidVideo, probe_video, sample_frames
+
+    limit_threads(job.get("threads"))
+    vid = job["video_id"]
+    try:
+        if job["source"] == "stack":
+            stack = job["load"]()
+            if len(stack) == 0:
+                return {"skip": "empty frame stack"}
+            key, duration = frame_stack_key(stack.timestamps, stack.frames), _stack_duration(stack)
+        else:
+            probe = probe_video(Path(job["path"]))
+            key = video_file_key(probe.sha256, job["fps"], job["max_side"])
+            duration, stack = probe.duration_s, None
+        data = _cached(job, key)
+        if data is not None:
+            return {"data": data, "hit": True, "encode_s": 0.0, "duration_s": duration}
+        if stack is None:
+            stack = sample_frames(Path(job["path"]), fps=job["fps"], max_side=job["max_side"],
+                                  video_id=vid, duration_s=duration)
+    except (InvalidVideo, OSError) as exc:
+        return {"skip": f"{job.get('path') or 'frame stack'} ({getattr(exc, 'reason', exc)})"}
+    except Exception as exc:  # noqa: BLE001 - e.g. a corrupt zip: this video only
+        return {"skip": f"frame stack unreadable ({type(exc).__name__}: {exc}); delete "
+                        "data/02_intermediate/frames/<id>.zip and rerun ingestion"}
+    encoder = encoders.build_encoder(job["encoder"])
+    limit_threads(job.get("threads"))  # torch may have been loaded by the build
+    t0 = time.perf_counter()
+    emb = encoder.encode(stack.frames)
+    encode_s = time.perf_counter() - t0
+    data = {"embeddings": emb, "timestamps": np.asarray(stack.timestamps, dtype=np.float64),
+            "meta": {"key": key, "format": EMBEDDING_FORMAT, "encoder": job["encoder_id"],
+                     "encoder_description": encoder.description,
+                     "dataset": job["dataset"], "video_id": vid}}
+    return {"data": data, "hit": False, "encode_s": encode_s, "duration_s": duration}
 
 
 def visual_density_per_video(
@@ -213,11 +248,21 @@ def visual_density_per_video(
     Returns the *new* embedding partitions (to save; cached ones are not rewritten) and one row
     per video (``VISUAL_COLUMNS``): the project's videos (``group = samples``), released videos
     whose file exists (``released``), and videos under ``density.datasets`` roots (``extra``).
+    The per-video work (:func:`embed_one`: read frames, check the cache, encode) runs on the
+    ``density.executor`` (in-process, process pool or Dask); rows keep the order of the videos.
     """
     vp = vden_params(params.get("vden", {}))
     store = _EmbeddingStore(embedding_cache, params.get("encoder", {}))
-    rows: list[dict[str, Any]] = []
+    ex = executor_params(params.get("executor"))
+    threads = ex["threads_per_worker"] if ex["kind"] != "inprocess" else None
+    jobs: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+
+    def add(ctx: dict[str, Any], **job: Any) -> None:
+        jobs.append({**job, "dataset": ctx["dataset"], "video_id": ctx["video_id"],
+                     "cache": store.loader(ctx["dataset"], ctx["video_id"]),
+                     "encoder": store.encoder_params, "encoder_id": store.encoder_id,
+                     "threads": threads, "ctx": ctx})
 
     # 1. the project's videos: frame stacks written by ingestion
     name = params.get("samples_dataset", "samples")
@@ -233,16 +278,10 @@ def visual_density_per_video(
                         len(stale), stale[:3])
         wanted = [v for v in wanted if v in known]
     for video_id in wanted:
-        stack = frames[video_id]()
-        if len(stack) == 0:
-            logger.warning("%s: empty frame stack, skipped", video_id)
-            continue
-        key = frame_stack_key(stack.timestamps, stack.frames)
-        data = store.lookup(name, video_id, key) or store.compute(
-            name, video_id, key, stack.timestamps, stack.frames)
         meta = info.get(video_id, {})
-        rows.append(_visual_row("samples", name, video_id, meta.get("category", "unknown"),
-                                meta.get("duration_s", _stack_duration(stack)), data, vp, store))
+        add({"group": "samples", "dataset": name, "video_id": video_id,
+             "category": meta.get("category", "unknown"), "duration_s": meta.get("duration_s")},
+            source="stack", load=frames[video_id])
 
     # 2. released videos that exist locally; 3. user folders
     fps, max_side = float(params.get("fps", 1.0)), params.get("max_side")
@@ -253,17 +292,38 @@ def visual_density_per_video(
             logger.info("Released splits: no video files present (the release ships none): "
                         "V_den empty for evads_* rows")
         for r in present.head(limit).itertuples(index=False) if limit else present.itertuples(index=False):
-            row = _embed_file(store, "released", "evads_released", r.video_id, Path(r.video_path),
-                              r.category, fps, max_side, vp)
-            if row:
-                rows.append(row)
+            add({"group": "released", "dataset": "evads_released", "video_id": r.video_id,
+                 "category": r.category}, source="file", path=str(r.video_path), fps=fps,
+                max_side=max_side)
     for ds_name, root in (params.get("datasets") or {}).items():
-        rows.extend(_embed_folder(store, str(ds_name), root, fps, max_side, vp, limit))
+        for path, video_id in _folder_videos(str(ds_name), root, limit):
+            category, text = _sidecars(path)
+            add({"group": "extra", "dataset": str(ds_name), "video_id": video_id,
+                 "category": category, "text": text}, source="file", path=str(path), fps=fps,
+                max_side=max_side)
+
+    results: dict[int, dict[str, Any]] = {}
+    tasks = [{k: v for k, v in job.items() if k != "ctx"} for job in jobs]
+    for i, out in fan_out(ex, embed_one, tasks):
+        results[i] = out
+    rows: list[dict[str, Any]] = []
+    for i, job in enumerate(jobs):
+        ctx, out = job["ctx"], results[i]
+        if "skip" in out:
+            logger.warning("%s/%s: %s; skipped", ctx["dataset"], ctx["video_id"], out["skip"])
+            continue
+        store.account(ctx["dataset"], ctx["video_id"], out)
+        duration = ctx.get("duration_s") or out["duration_s"]
+        row = _visual_row(ctx["group"], ctx["dataset"], ctx["video_id"], ctx["category"],
+                          duration, out["data"], vp, store)
+        if ctx.get("text") is not None:
+            row.update(_text_from_timeline(ctx["text"], row["duration_s"]))
+        rows.append(row)
 
     logger.info(
-        "V_den: %d videos (%d embeddings from cache, %d computed: %d frames in %.1f s) in %.1f s",
-        len(rows), store.hits, store.misses, store.frames_encoded, store.encode_s,
-        time.perf_counter() - t0,
+        "V_den: %d videos (%d embeddings from cache, %d computed: %d frames in %.1f s) in %.1f s"
+        " [%s]", len(rows), store.hits, store.misses, store.frames_encoded, store.encode_s,
+        time.perf_counter() - t0, ex["kind"],
     )
     table = pd.DataFrame(rows, columns=VISUAL_COLUMNS)
     return store.new, table
@@ -290,33 +350,15 @@ def _visual_row(group, dataset, video_id, category, duration_s, data, vp, store,
     row = {"group": group, "dataset": dataset, "video_id": str(video_id), "category": category,
            "duration_s": float(duration_s), "n_frames": int(len(ts)), "v_den": v,
            "encoder": data["meta"].get("encoder", store.encoder_id),
-           "cached": f"{store.encoder_id}/{dataset}/{video_id}" not in store.new,
+           "cached": store.pid(dataset, video_id) not in store.new,
            "asr_units": np.nan, "ocr_units": np.nan, "a_den": np.nan, "o_den": np.nan}
     if text:
         row.update(text)
     return row
 
 
-def _embed_file(store, group, dataset, video_id, path: Path, category, fps, max_side, vp,
-                text=None) -> dict[str, Any] | None:
-    from evads_kedro.video import InvalidVideo, probe_video, sample_frames
-
-    try:
-        probe = probe_video(path)
-        key = video_file_key(probe.sha256, fps, max_side)
-        data = store.lookup(dataset, video_id, key)
-        if data is None:
-            stack = sample_frames(path, fps=fps, max_side=max_side, video_id=video_id,
-                                  duration_s=probe.duration_s)
-            data = store.compute(dataset, video_id, key, stack.timestamps, stack.frames)
-    except (InvalidVideo, OSError) as exc:
-        logger.warning("%s/%s: %s (%s); skipped", dataset, video_id, path,
-                       getattr(exc, "reason", exc))
-        return None
-    return _visual_row(group, dataset, video_id, category, probe.duration_s, data, vp, store, text)
-
-
-def _embed_folder(store, name: str, root, fps, max_side, vp, limit) -> list[dict[str, Any]]:
+def _folder_videos(name: str, root, limit) -> list[tuple[Path, str]]:
+    """``(path, video_id)`` of the videos under ``density.datasets.<name>``, sorted."""
     from evads_kedro.video import VIDEO_EXTENSIONS
 
     folder = Path(str(root)).expanduser()
@@ -331,17 +373,7 @@ def _embed_folder(store, name: str, root, fps, max_side, vp, limit) -> list[dict
     if limit:
         files = files[: int(limit)]
     logger.info("density.datasets.%s: %d videos under %s", name, len(files), folder)
-    rows = []
-    for path in files:
-        video_id = path.relative_to(folder).with_suffix("").as_posix()
-        category, text = _sidecars(path)
-        row = _embed_file(store, "extra", name, video_id, path, category, fps, max_side, vp, None)
-        if row is None:
-            continue
-        if text is not None:
-            row.update(_text_from_timeline(text, row["duration_s"]))
-        rows.append(row)
-    return rows
+    return [(p, p.relative_to(folder).with_suffix("").as_posix()) for p in files]
 
 
 def _sidecars(path: Path) -> tuple[str, str | None]:
