@@ -143,14 +143,17 @@ def make_params(base_url: str) -> dict:
     p["llm"] = {"backend": "openai", "base_url": base_url, "model": "fake-model",
                 "max_retries": 0, "timeout": 10}
     p["max_videos"] = None
+    p["items_per_agent"], p["calls_per_agent"] = 2, 1
+    p["blind_check"] = {**p["blind_check"], "enabled": False}  # its own tests below
     p["prompt_dir"] = str(project_root() / "conf/base/prompts/qa_generation")
     p["export"] = {**p["export"], "both_splits": True}
     return p
 
 
 OUTPUTS = [
-    "qa_generation_contexts", "qa_generation_candidates", "qa_generation_call_rejections",
-    "qa_generation_verified", "qa_generation_criticised", "qa_generation_items", "qa_generation_rejections",
+    "qa_generation_contexts", "qa_generation_captions", "qa_generation_candidates",
+    "qa_generation_call_rejections", "qa_generation_verified", "qa_generation_blind_checked",
+    "qa_generation_criticised", "qa_generation_items", "qa_generation_rejections",
     "qa_generation_gaps", "qa_generation_metrics", "qa_generation_sft", "qa_generation_rl",
     "qa_generation_review_sheet",
 ]
@@ -165,7 +168,7 @@ def _kept_class():
     return Kept
 
 
-def run_slice(base_url: str, cache=None, **overrides) -> dict:
+def run_slice(base_url: str, cache=None, frames=None, **overrides) -> dict:
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
 
@@ -177,7 +180,8 @@ def run_slice(base_url: str, cache=None, **overrides) -> dict:
     ds = {"ingested_videos": MemoryDataset(videos_frame()),
           "params:qa_generation": MemoryDataset(make_params(base_url) | overrides,
                                                 copy_mode="deepcopy"),
-          "qa_generation_cache": MemoryDataset(cache, copy_mode="assign")}
+          "qa_generation_cache": MemoryDataset(cache, copy_mode="assign"),
+          "frames": MemoryDataset(frames or {}, copy_mode="assign")}
     ds.update({n: _Kept(copy_mode="assign") for n in OUTPUTS})
     catalog = DataCatalog(ds)
     pipe = create_pipeline().only_nodes_with_tags("qa_generation")

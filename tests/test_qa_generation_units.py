@@ -97,14 +97,17 @@ def test_balance_reports_gaps():
 # --------------------------------------------------------------------------------- export
 def _qa() -> pd.DataFrame:
     ctx = nodes.build_contexts(videos_frame(), {})
+    first_ocr = {"ad_jacket": "暖阳NUANYANG羽绒服", "ad_cream": "水光面霜 50ml"}
     rows = []
     for c in ctx.to_dict("records"):
+        quotes = json.dumps([{"modality": "ocr", "second": 0, "text": first_ocr[c["video_id"]]}],
+                            ensure_ascii=False)
         for task in ("BP", "RC"):
             q = f"{c['video_id']} 的{task}问题？"
             rows.append({"question_id": export.question_id(c["video_id"], task, q),
                          "video_id": c["video_id"], "category": c["category"], "task": task,
                          "persona": "expert", "question": q, "answer": "答案", "clues": "线索",
-                         "cited_seconds": "[0]", "quotes": "[]",
+                         "cited_seconds": "[0]", "quotes": quotes,
                          "timeline_full": c["timeline_full"], "timeline_asr": c["timeline_asr"]})
     return pd.DataFrame(rows, columns=export.QA_TABLE_COLUMNS)
 
@@ -184,3 +187,27 @@ def test_missing_review_sheet_gives_empty_reviewed_outputs(tmp_path):
     reviewed, log, sft, rl = nodes.apply_review_sheet(_qa(), review, {})
     assert reviewed.empty and sft.empty and rl.empty
     assert set(log.action) == {"missing_from_review"}
+
+
+def test_review_reverifies_edits_and_reports_rejected_ones(tmp_path):
+    qa = _qa()  # rows: jacket BP, jacket RC, cream BP, cream RC
+    sheet = export.review_sheet(qa)
+    sheet.loc[0, "edit_answer"] = "很长的答案" * 20                         # 100 units > 50
+    sheet.loc[1, "edit_quotes"] = json.dumps(                             # not in the timeline
+        [{"modality": "ocr", "second": 9, "text": "全网最低价"}], ensure_ascii=False)
+    sheet.loc[2, "edit_quotes"] = "[{modality: ocr"                        # not JSON
+    sheet.loc[3, "edit_quotes"] = json.dumps(                             # grounded: accepted
+        [{"modality": "asr", "second": 3, "text": "一抹就吸收"}], ensure_ascii=False)
+    sheet.loc[3, "edit_question"] = "口播如何描述吸收速度？"
+    path = tmp_path / "review_edited.csv"
+    sheet.to_csv(path, index=False, encoding="utf-8-sig")
+    review = export.OptionalReviewCSVDataset(str(path)).load()
+    reviewed, log, sft, rl = nodes.apply_review_sheet(
+        qa, review, {"export": {"both_splits": True}, "verifier": {"max_answer_units": 50}})
+    assert list(log.action) == ["edit_rejected", "edit_rejected", "edit_rejected", "edited"]
+    assert log.reason[0] == "answer_too_long:100>50"
+    assert log.reason[1] == "quote_not_found:ocr@9;rc_no_claim_quote"
+    assert log.reason[2].startswith("schema:edit_quotes")
+    assert list(reviewed.question) == ["口播如何描述吸收速度？"]
+    assert len(sft) == len(rl) == 1
+    assert json.loads(reviewed.quotes.iloc[0])[0]["text"] == "一抹就吸收"

@@ -9,7 +9,6 @@ kept in the evaluation pipeline's append-only JSONL cache, so a rerun is free an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash
-from evads_kedro.pipelines.evaluation.runner import run_sync
 
 PERSONAS: dict[str, str] = {
     "consumer": "Consumer",
@@ -66,11 +64,39 @@ def load_personas(params: Mapping[str, Any]) -> list[PersonaPrompt]:
     return out
 
 
-def build_messages(persona: PersonaPrompt, ctx: Mapping[str, Any], n_items: int) -> list[dict]:
+def prefill_text(params: Mapping[str, Any], persona: PersonaPrompt, call: int) -> str | None:
+    """The assistant-turn prefix the reply must continue, or None.
+
+    ``prefill: auto`` uses :data:`LOCAL_PREFILL` for local models (small models then write the
+    item instead of prose) and none for endpoints (not every server continues a trailing
+    assistant turn). ``{task}`` is the persona's ``call % len(tasks)``-th task."""
+    pf = params.get("prefill", "auto")
+    if pf == "auto":
+        pf = LOCAL_PREFILL if (params.get("llm") or {}).get("backend") == "local" else None
+    if not pf:
+        return None
+    from evads_kedro.pipelines.evaluation.templates import render
+
+    task = persona.tasks[call % len(persona.tasks)] if persona.tasks else ""
+    return render(str(pf), task=task)
+
+
+LOCAL_PREFILL = '[{"task": "{task}", "question": "'
+
+
+def build_messages(persona: PersonaPrompt, ctx: Mapping[str, Any], n_items: int,
+                   prefill: str | None = None) -> list[dict]:
+    caps = ctx.get("captions") or ""
+    block = (f"\nKeyframe captions (what is seen at scene changes, [second] caption):\n{caps}\n"
+             if isinstance(caps, str) and caps.strip() else "")
     user = persona.user_template.format(
         video_id=ctx["video_id"], category=ctx["category"], duration=ctx["duration_s"],
-        timeline=ctx["timeline_full"], n_items=n_items, tasks=", ".join(persona.tasks))
-    return [{"role": "system", "content": persona.system}, {"role": "user", "content": user}]
+        timeline=ctx["timeline_full"], n_items=n_items, tasks=", ".join(persona.tasks),
+        captions_block=block)
+    msgs = [{"role": "system", "content": persona.system}, {"role": "user", "content": user}]
+    if prefill:
+        msgs.append({"role": "assistant", "content": prefill})
+    return msgs
 
 
 # ------------------------------------------------------------------------------ extraction
@@ -81,13 +107,20 @@ class MalformedReply(ValueError):
     """A reply with no usable JSON array/object of items."""
 
 
+_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+
+
 def extract_items(text: str) -> list[dict[str, Any]]:
     """Items from a model reply: the first JSON array (or object; ``{"items": [...]}`` and a
     single item object are accepted) found in the text, code fences allowed around it.
-    Raises :class:`MalformedReply` with a short reason otherwise."""
+
+    Lenient only where the meaning is unambiguous: trailing commas before ``}``/``]`` are
+    dropped, and an array cut off by the token limit yields the item objects that were
+    complete before the cut. Raises :class:`MalformedReply` with a short reason otherwise."""
     if not isinstance(text, str) or not text.strip():
         raise MalformedReply("empty reply")
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    candidates += [_TRAILING_COMMA.sub(r"\1", c) for c in candidates]
     decoder = json.JSONDecoder()
     for chunk in candidates:
         for i, ch in enumerate(chunk):
@@ -96,11 +129,31 @@ def extract_items(text: str) -> list[dict[str, Any]]:
             try:
                 value, _ = decoder.raw_decode(chunk, i)
             except ValueError:
-                continue
+                value = _complete_prefix(decoder, chunk, i) if ch == "[" else None
             items = _as_items(value)
-            if items is not None:
+            if items:
                 return items
+            if items == [] and ch == "[":
+                return []
     raise MalformedReply("no JSON array of items in the reply")
+
+
+def _complete_prefix(decoder: json.JSONDecoder, chunk: str, start: int) -> list[dict] | None:
+    """The complete objects at the head of a truncated array ``[{...}, {...}, {..``."""
+    out, i = [], start + 1
+    while True:
+        while i < len(chunk) and chunk[i] in " \t\r\n,":
+            i += 1
+        if i >= len(chunk) or chunk[i] != "{":
+            break
+        try:
+            value, i = decoder.raw_decode(chunk, i)
+        except ValueError:
+            break
+        if not isinstance(value, dict):
+            break
+        out.append(value)
+    return out or None
 
 
 def _as_items(value: Any) -> list[dict[str, Any]] | None:
@@ -117,68 +170,75 @@ def _as_items(value: Any) -> list[dict[str, Any]] | None:
 
 
 # ----------------------------------------------------------------------------------- calls
-async def _call(backend, messages, decoding, cache: JsonlCache | None, key: str) -> dict:
-    if cache is not None and key in cache:
-        return {**cache.get(key), "cached": True}
-    from evads_kedro.backends.llm import ChatError
+def _chat_job(backend, messages, decoding, key: str, meta: Mapping[str, Any]):
+    from evads_kedro.pipelines.evaluation.runner import Job
 
-    try:
+    async def run() -> dict[str, Any]:
         reply = await backend.chat(messages, temperature=float(decoding.get("temperature", 0.7)),
                                    seed=decoding.get("seed"),
                                    max_tokens=int(decoding.get("max_tokens", 1024)))
-    except ChatError as exc:
-        return {"text": None, "error": exc.reason, "cached": False}
-    rec = {"text": reply.text, "error": None, "model_id": backend.model_id}
-    if cache is not None:
-        cache.put(key, rec)
-    return {**rec, "cached": False}
+        return {"status": "ok", "text": reply.text, "error": None, "model_id": backend.model_id}
+    return Job(key=key, run=run, group="chat", meta=dict(meta))
+
+
+def _text_or_error(res: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(reply text, None) or (None, error reason) from a runner result (old cache records
+    carry ``text`` without ``status``)."""
+    if res.get("status", "ok") == "failed" or res.get("text") is None:
+        return None, str(res.get("error_reason") or res.get("error") or "no_reply")
+    return res["text"], None
 
 
 def generate(backend, contexts: Sequence[Mapping[str, Any]], personas: Sequence[PersonaPrompt],
              params: Mapping[str, Any], cache: JsonlCache | None = None,
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Ask every persona about every video. Returns (candidates, rejections); a candidate is
-    the raw item dict plus ``video_id``, ``persona``, ``item_index``; a rejection names the
-    stage (``llm`` or ``parse``) and reason."""
+    """Ask every persona about every video (``calls_per_agent`` calls of ``items_per_agent``
+    items each, call ``k`` seeded ``seed + k``). Returns (candidates, rejections); a candidate
+    is the raw item dict plus ``video_id``, ``persona``, ``item_index``; a rejection names the
+    stage (``llm`` or ``parse``) and reason. Progress: one bar over the calls."""
+    from evads_kedro.pipelines.qa_generation.calls import run_calls
+
     decoding = dict(params.get("decoding") or {})
     n_items = int(params.get("items_per_agent", 2))
+    n_calls = max(1, int(params.get("calls_per_agent", 1)))
     concurrency = max(1, int(params.get("concurrency", 4)))
 
-    jobs = []
+    jobs, meta = [], []
     for ctx in contexts:
         for p in personas:
-            msgs = build_messages(p, ctx, n_items)
-            key = stable_hash({"kind": "qa_generation", "model": backend.model_id,
-                               "messages": msgs, "decoding": decoding})
-            jobs.append((ctx["video_id"], p.name, msgs, key))
-
-    async def run_all():
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(msgs, key):
-            async with sem:
-                return await _call(backend, msgs, decoding, cache, key)
-        try:
-            return await asyncio.gather(*(one(m, k) for _, _, m, k in jobs))
-        finally:
-            await backend.aclose()
-
-    results = run_sync(run_all())
+            for k in range(n_calls):
+                msgs = build_messages(p, ctx, n_items, prefill_text(params, p, k))
+                dec = dict(decoding)
+                if k and dec.get("seed") is not None:
+                    dec["seed"] = int(dec["seed"]) + k
+                key = stable_hash({"kind": "qa_generation", "model": backend.model_id,
+                                   "messages": msgs, "decoding": dec})
+                jobs.append(_chat_job(backend, msgs, dec, key, {}))
+                meta.append((ctx["video_id"], p.name, key, msgs[-1]["content"]
+                             if msgs[-1]["role"] == "assistant" else None))
+    results = run_calls(jobs, cache, concurrency=concurrency, desc="qa agents",
+                        backends=[backend])
     candidates: list[dict[str, Any]] = []
     rejections: list[dict[str, Any]] = []
-    for (vid, persona, _msgs, key), res in zip(jobs, results, strict=True):
+    next_index: dict[tuple[str, str], int] = {}
+    for (vid, persona, key, prefill), res in zip(meta, results, strict=True):
         base = {"video_id": vid, "persona": persona, "call_key": key}
-        if res["text"] is None:
-            rejections.append({**base, "stage": "llm", "reason": f"llm_error:{res['error']}",
+        text, error = _text_or_error(res)
+        if text is not None and prefill and not text.lstrip().startswith(prefill[:1]):
+            text = prefill + text  # the reply continues the prefilled assistant turn
+        if text is None:
+            rejections.append({**base, "stage": "llm", "reason": f"llm_error:{error}",
                                "raw": None})
             continue
         try:
-            items = extract_items(res["text"])
+            items = extract_items(text)
         except MalformedReply as exc:
             rejections.append({**base, "stage": "parse", "reason": f"malformed_json:{exc}",
-                               "raw": res["text"][:2000]})
+                               "raw": text[:2000]})
             continue
-        for i, item in enumerate(items):
+        for item in items:
+            i = next_index.get((vid, persona), 0)
+            next_index[(vid, persona)] = i + 1
             candidates.append({**base, "item_index": i, "item": item})
     return candidates, rejections
 
@@ -213,26 +273,20 @@ def critique(backend, jobs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]
              params: Mapping[str, Any], cache: JsonlCache | None = None
              ) -> list[tuple[str, str]]:
     """One critic call per ``(context, item)``; returns a verdict per job (cached)."""
+    from evads_kedro.pipelines.qa_generation.calls import run_calls
+
     decoding = dict(params.get("decoding") or {"temperature": 0.0, "seed": 42,
                                                "max_tokens": 256})
-    concurrency = max(1, int(params.get("concurrency", 4)))
     calls = []
     for ctx, it in jobs:
         msgs = critic_messages(system, ctx, it)
-        calls.append((msgs, stable_hash({"kind": "qa_critic", "model": backend.model_id,
-                                         "messages": msgs, "decoding": decoding})))
-
-    async def run_all():
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(msgs, key):
-            async with sem:
-                return await _call(backend, msgs, decoding, cache, key)
-        try:
-            return await asyncio.gather(*(one(m, k) for m, k in calls))
-        finally:
-            await backend.aclose()
-
-    results = run_sync(run_all()) if calls else []
-    return [parse_verdict(r["text"]) if r["text"] is not None else ("error", r["error"])
-            for r in results]
+        key = stable_hash({"kind": "qa_critic", "model": backend.model_id,
+                           "messages": msgs, "decoding": decoding})
+        calls.append(_chat_job(backend, msgs, decoding, key, {}))
+    results = run_calls(calls, cache, concurrency=int(params.get("concurrency", 4)),
+                        desc="qa critic", backends=[backend])
+    out = []
+    for r in results:
+        text, error = _text_or_error(r)
+        out.append(parse_verdict(text) if text is not None else ("error", error))
+    return out

@@ -8,7 +8,8 @@
   instruction; ``reward_model{accuracy_ratio, answer, format_ratio, ground_truth,
   verifier[{clues, meta_info}], verifier_parm}`` exactly as the release (pyarrow schema below).
 * Review sheet: one row per item with ``accept`` (yes/no) and ``edit_question`` /
-  ``edit_answer`` / ``edit_clues`` columns; :func:`apply_review` reads it back.
+  ``edit_answer`` / ``edit_clues`` / ``edit_quotes`` (a JSON list like ``quotes``) columns;
+  :func:`apply_review` reads it back and re-verifies every edited row.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ QA_TABLE_COLUMNS = [
 ]
 REVIEW_COLUMNS = [
     "question_id", "video_id", "category", "task", "persona", "question", "answer", "clues",
-    "quotes", "accept", "edit_question", "edit_answer", "edit_clues", "reviewer_note",
+    "quotes", "accept", "edit_question", "edit_answer", "edit_clues", "edit_quotes",
+    "reviewer_note",
 ]
+REVIEW_LOG_COLUMNS = ["question_id", "action", "new_question_id", "reason"]
 _ACCEPT = {"yes", "y", "1", "true", "x", "ok", "accept"}
 
 _PROMPT = pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))
@@ -128,7 +131,7 @@ def split_videos(video_ids: list[str], rl_fraction: float) -> set[str]:
 def review_sheet(qa: pd.DataFrame) -> pd.DataFrame:
     out = qa.reindex(columns=[c for c in REVIEW_COLUMNS if c in qa.columns]).copy()
     out["accept"] = "yes"
-    for c in ("edit_question", "edit_answer", "edit_clues", "reviewer_note"):
+    for c in ("edit_question", "edit_answer", "edit_clues", "edit_quotes", "reviewer_note"):
         out[c] = ""
     return out[REVIEW_COLUMNS]
 
@@ -137,38 +140,83 @@ def _blank(v: Any) -> bool:
     return v is None or (isinstance(v, float) and pd.isna(v)) or str(v).strip() == ""
 
 
-def apply_review(qa: pd.DataFrame, review: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def apply_review(qa: pd.DataFrame, review: pd.DataFrame,
+                 verifier_params: Mapping[str, Any] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply a (human-edited) review sheet to the QA table.
 
     Rows with ``accept`` not in yes/y/1/true/x/ok are dropped; non-blank ``edit_*`` cells
-    replace the field. An edited question gets a new id (id = hash of video, task, question).
-    Returns (reviewed QA table, log of ``{question_id, action, new_question_id}``)."""
+    replace the field (``edit_quotes`` must be a JSON list of ``{modality, second, text}``).
+    An edited row is re-verified with the deterministic checks (:func:`verify.check_item`
+    against the item's own timeline, ``verifier_params``); a failing edit is *not* exported
+    and is logged as ``edit_rejected`` with the reasons. An edited question gets a new id
+    (id = hash of video, task, question). Returns (reviewed QA table, log of
+    ``{question_id, action, new_question_id, reason}``)."""
+    from evads_kedro.pipelines.qa_generation import verify
+
     by_id = review.set_index(review["question_id"].astype(str))
     keep, log = [], []
     for r in qa.to_dict("records"):
         qid = r["question_id"]
         if qid not in by_id.index:
             log.append({"question_id": qid, "action": "missing_from_review",
-                        "new_question_id": None})
+                        "new_question_id": None, "reason": None})
             continue
         rv = by_id.loc[qid]
         if str(rv.get("accept", "")).strip().lower() not in _ACCEPT:
-            log.append({"question_id": qid, "action": "rejected", "new_question_id": None})
+            log.append({"question_id": qid, "action": "rejected", "new_question_id": None,
+                        "reason": _note(rv)})
             continue
-        edited = False
+        edited, bad = False, []
         for field in ("question", "answer", "clues"):
             v = rv.get(f"edit_{field}")
             if not _blank(v):
                 new = " ".join(str(v).split()) if field == "question" else str(v).strip()
                 edited |= new != r[field]
                 r[field] = new
+        v = rv.get("edit_quotes")
+        if not _blank(v):
+            try:
+                quotes = json.loads(str(v))
+            except ValueError:
+                quotes = None
+            if not isinstance(quotes, list):
+                bad.append("schema:edit_quotes (not a JSON list of {modality, second, text})")
+            else:
+                new = json.dumps(quotes, ensure_ascii=False)
+                edited |= new != r["quotes"]
+                r["quotes"] = new
+        if edited and not bad:
+            bad = verify.check_item(_as_item(r), verify.second_index(r["timeline_full"]),
+                                    verifier_params or {})
+        if bad:
+            log.append({"question_id": qid, "action": "edit_rejected", "new_question_id": None,
+                        "reason": ";".join(bad)})
+            continue
         if edited:
             r["question_id"] = question_id(r["video_id"], r["task"], r["question"])
         log.append({"question_id": qid, "action": "edited" if edited else "accepted",
-                    "new_question_id": r["question_id"]})
+                    "new_question_id": r["question_id"], "reason": None})
         keep.append(r)
     return (pd.DataFrame(keep, columns=qa.columns),
-            pd.DataFrame(log, columns=["question_id", "action", "new_question_id"]))
+            pd.DataFrame(log, columns=REVIEW_LOG_COLUMNS))
+
+
+def _note(rv) -> str | None:
+    v = rv.get("reviewer_note")
+    return None if _blank(v) else str(v).strip()
+
+
+def _as_item(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A QA-table row back in the agents' item shape, for the verifier."""
+    def load(v):
+        try:
+            return json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            return v
+    return {"task": r["task"], "question": r["question"], "answer": r["answer"],
+            "clues": r["clues"], "cited_seconds": load(r["cited_seconds"]),
+            "quotes": load(r["quotes"])}
 
 
 # ------------------------------------------------------------------------------- dataset

@@ -1,7 +1,8 @@
 """Nodes of the ``qa_generation`` pipeline (issue 8).
 
-contexts -> persona agents (LLM) -> deterministic verifier -> MinHash dedup -> task balance ->
-exports (flat table, SFT/RL parquets in the released layout, review sheet). Every candidate
+contexts (+ optional keyframe captions) -> persona agents (LLM) -> deterministic verifier ->
+blind check -> optional critic -> MinHash / embedding dedup -> task balance -> exports (flat
+table, SFT/RL parquets in the released layout, review sheet). Every candidate
 that does not make it lands in ``qa_generation_rejections`` with its stage and reason.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from evads_kedro.pipelines.qa_generation import agents, dedup, export, verify
+from evads_kedro.pipelines.qa_generation import agents, blind, dedup, export, verify, visual
 from evads_kedro.taxonomy import TASK_CODES
 from evads_kedro.timeline import TimelineParseError, parse_timeline
 
@@ -67,15 +68,27 @@ def build_contexts(videos: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFr
     return pd.DataFrame(rows, columns=CONTEXT_COLUMNS)
 
 
+def caption_keyframes(contexts: pd.DataFrame, frames: Mapping[str, Any],
+                      params: Mapping[str, Any], cache=None) -> pd.DataFrame:
+    """Captions of scene-change keyframes of every context video (``captions.backend`` not
+    ``none``); ``frames`` are the ingestion frame-stack partitions. Empty table otherwise."""
+    return visual.caption_rows(list(contexts["video_id"]), frames or {}, params,
+                               cache if params.get("use_cache", True) else None)
+
+
 # ------------------------------------------------------------------------------- 2. agents
-def generate_candidates(contexts: pd.DataFrame, params: Mapping[str, Any], cache=None
+def generate_candidates(contexts: pd.DataFrame, captions: pd.DataFrame,
+                        params: Mapping[str, Any], cache=None
                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every persona x video chat call (cached); returns (candidates, parse/LLM rejections)."""
+    """Every persona x video chat call (cached); returns (candidates, parse/LLM rejections).
+    Keyframe captions, when present, reach the prompt as ``[second] caption`` lines."""
     from evads_kedro.backends.llm import build_chat
 
     personas = agents.load_personas(params)
     backend = build_chat(params["llm"])
-    ctxs = [{**r, "duration_s": _fmt_duration(r["duration_s"])}
+    lines = visual.caption_lines(captions)
+    ctxs = [{**r, "duration_s": _fmt_duration(r["duration_s"]),
+             "captions": lines.get(str(r["video_id"]), "")}
             for r in contexts.to_dict("records")]
     cands, rejects = agents.generate(backend, ctxs, personas, params,
                                      cache if params.get("use_cache", True) else None)
@@ -104,10 +117,17 @@ def verify_candidates(candidates: pd.DataFrame, contexts: pd.DataFrame,
     vparams = params.get("verifier") or {}
     index = {r["video_id"]: verify.second_index(r["timeline_full"])
              for r in contexts.to_dict("records")}
+    from tqdm.auto import tqdm
+
     rows = []
-    for c in candidates.to_dict("records"):
+    bar = tqdm(candidates.to_dict("records"), desc="qa verify", unit="item",
+               disable=candidates.empty, dynamic_ncols=True)
+    n_bad = 0
+    for c in bar:
         item = json.loads(c["item_json"])
         reasons = verify.check_item(item, index.get(c["video_id"], {}), vparams)
+        n_bad += bool(reasons)
+        bar.set_postfix(rejected=n_bad, refresh=False)
         item = item if isinstance(item, dict) else {}
         task = item.get("task")
         task = task.strip().upper() if isinstance(task, str) else None
@@ -125,6 +145,40 @@ def verify_candidates(candidates: pd.DataFrame, contexts: pd.DataFrame,
             "reason": ";".join(reasons) if reasons else None,
         })
     return pd.DataFrame(rows, columns=VERIFIED_COLUMNS)
+
+
+def blind_check(verified: pd.DataFrame, contexts: pd.DataFrame, params: Mapping[str, Any],
+                cache=None) -> pd.DataFrame:
+    """Blind check over the items that passed the deterministic checks (:mod:`blind`): the
+    question alone is answered and judged against the reference; ``R5 >= threshold`` rejects
+    the item (``stage=blind``, ``answerable_blind:r5=...``). Unreadable/failed calls keep the
+    item unless ``blind_check.on_error: reject``. ``blind_check.enabled: false`` passes the
+    table through."""
+    bp = params.get("blind_check") or {}
+    out = verified.copy()
+    for col in ("stage", "reason"):
+        out[col] = out[col].astype(object)
+    out["blind_r5"] = None
+    out["blind_answer"] = None
+    if not bp.get("enabled", False):
+        return out
+    todo = list(out.index[out["status"] == "verified"])
+    items = [{k: out.at[i, k] for k in ("video_id", "question", "answer", "clues")}
+             for i in todo]
+    timelines = dict(zip(contexts["video_id"], contexts["timeline_full"], strict=True))
+    verdicts = blind.blind_verdicts(items, timelines, params,
+                                    cache if params.get("use_cache", True) else None)
+    errors = 0
+    for i, v in zip(todo, verdicts, strict=True):
+        out.at[i, "blind_r5"] = v["r5"]
+        out.at[i, "blind_answer"] = v["blind_answer"]
+        if v["status"] == "answerable" or (v["status"] == "error"
+                                           and bp.get("on_error", "keep") == "reject"):
+            out.loc[i, ["status", "stage", "reason"]] = ["rejected", "blind", v["reason"]]
+        errors += v["status"] == "error"
+    logger.info("qa_generation blind check: %d item(s), %d answerable blind, %d unreadable",
+                len(todo), int((out["stage"] == "blind").sum()), errors)
+    return out
 
 
 def critic_pass(verified: pd.DataFrame, contexts: pd.DataFrame, params: Mapping[str, Any],
@@ -172,7 +226,7 @@ def critic_pass(verified: pd.DataFrame, contexts: pd.DataFrame, params: Mapping[
 def select_items(verified: pd.DataFrame, call_rejections: pd.DataFrame, contexts: pd.DataFrame,
                  params: Mapping[str, Any]
                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """MinHash dedup then per-video task balance over verified items, in a fixed priority
+    """Dedup (MinHash / embeddings) then per-video task balance over verified items, in a fixed priority
     order (video order of ``contexts``, persona order of ``params.personas``, item index).
 
     Returns (QA table, all rejections, gaps, MLflow metrics)."""
@@ -185,14 +239,14 @@ def select_items(verified: pd.DataFrame, call_rejections: pd.DataFrame, contexts
     v = v.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
     ok = v[v["status"] == "verified"].reset_index(drop=True)
 
-    dups = dedup.find_duplicates(list(zip(ok["video_id"], ok["question"], strict=True)),
-                                 params.get("dedup") or {})
+    dups = dedup.find_duplicates_detailed(
+        list(zip(ok["video_id"], ok["question"], strict=True)), params.get("dedup") or {})
     ok["stage"] = ok["stage"].astype(object)
     ok["reason"] = ok["reason"].astype(object)
-    for i, j in dups.items():
+    for i, (j, how) in dups.items():
         ok.loc[i, ["status", "stage"]] = ["rejected", "dedup"]
         ok.loc[i, "reason"] = (f"duplicate_of:{ok.loc[j, 'persona']}#{ok.loc[j, 'item_index']}"
-                               f" '{ok.loc[j, 'question']}'")
+                               f" '{ok.loc[j, 'question']}' ({how})")
     alive = ok[ok["status"] == "verified"]
     tasks = list((params.get("balance") or {}).get("tasks") or TASK_CODES)
     per_task = int((params.get("balance") or {}).get("per_task", 1))
@@ -233,10 +287,17 @@ def _metrics(verified, call_rej, rejected, qa, gaps) -> dict[str, Any]:
         "final_items": len(qa),
         "gaps": len(gaps),
     }
+    final_by_persona = Counter(qa["persona"])
     for persona, g in verified.groupby("persona"):
         m[f"candidates.{persona}"] = len(g)
         m[f"verify_rate.{persona}"] = float((g["status"] == "verified").mean())
-    for task, n in Counter(qa["task"]).items():
+        # acceptance = share of the persona's candidates that became final items
+        m[f"accept_rate.{persona}"] = final_by_persona.get(persona, 0) / len(g)
+    final_by_task = Counter(qa["task"])
+    for task, g in verified.groupby("task"):
+        m[f"candidates_task.{task}"] = len(g)
+        m[f"accept_rate_task.{task}"] = final_by_task.get(task, 0) / len(g)
+    for task, n in final_by_task.items():
         m[f"final.{task}"] = n
     for stage, n in Counter(rejected["stage"]).items():
         m[f"rejected.{stage}"] = n
@@ -264,12 +325,17 @@ def export_items(qa: pd.DataFrame, params: Mapping[str, Any]
 
 def apply_review_sheet(qa: pd.DataFrame, review: pd.DataFrame, params: Mapping[str, Any]
                        ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Re-import an edited review sheet: (reviewed QA, log, SFT rows, RL rows). Without a
-    sheet (file absent) every output is empty and a warning says so."""
+    """Re-import an edited review sheet: (reviewed QA, log, SFT rows, RL rows). Edited rows are
+    re-verified with the deterministic checks; a failing edit is logged (``edit_rejected`` +
+    reasons) and not exported. Without a sheet (file absent) every output is empty and a
+    warning says so."""
     if review.attrs.get("missing_file"):
         logger.warning("qa_generation: no edited review sheet at %s; reviewed outputs are empty",
                        review.attrs["missing_file"])
         review = pd.DataFrame(columns=export.REVIEW_COLUMNS)
-    reviewed, log = export.apply_review(qa, review)
+    reviewed, log = export.apply_review(qa, review, params.get("verifier") or {})
+    for r in log[log["action"] == "edit_rejected"].itertuples():
+        logger.warning("qa_generation review: edit of %s rejected (%s); the item is not "
+                       "exported, fix the edit_* cells and re-import", r.question_id, r.reason)
     sft, rl, _ = export_items(reviewed, params)
     return reviewed, log, sft, rl

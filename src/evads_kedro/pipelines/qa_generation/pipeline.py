@@ -1,4 +1,5 @@
-"""``qa_generation``: persona agents -> verifier -> dedup/balance -> released-layout exports.
+"""``qa_generation``: keyframe captions -> persona agents -> verifier (deterministic, blind,
+critic) -> dedup/balance -> released-layout exports.
 
 ``kedro run --pipelines qa_generation`` reads ``ingested_videos`` (your own ads, after the
 ingestion pipeline). After editing the review CSV (saved as ``review_edited.csv``) re-import it alone with
@@ -15,15 +16,23 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
         node(nodes.build_contexts, ["ingested_videos", "params:qa_generation"],
              "qa_generation_contexts", name="qa_build_contexts", tags=gen),
+        node(nodes.caption_keyframes,
+             ["qa_generation_contexts", "frames", "params:qa_generation", "qa_generation_cache"],
+             "qa_generation_captions", name="qa_caption_keyframes", tags=gen),
         node(nodes.generate_candidates,
-             ["qa_generation_contexts", "params:qa_generation", "qa_generation_cache"],
+             ["qa_generation_contexts", "qa_generation_captions", "params:qa_generation",
+              "qa_generation_cache"],
              ["qa_generation_candidates", "qa_generation_call_rejections"],
              name="qa_generate_candidates", tags=gen),
         node(nodes.verify_candidates,
              ["qa_generation_candidates", "qa_generation_contexts", "params:qa_generation"],
              "qa_generation_verified", name="qa_verify_candidates", tags=gen),
-        node(nodes.critic_pass,
+        node(nodes.blind_check,
              ["qa_generation_verified", "qa_generation_contexts", "params:qa_generation",
+              "qa_generation_cache"],
+             "qa_generation_blind_checked", name="qa_blind_check", tags=gen),
+        node(nodes.critic_pass,
+             ["qa_generation_blind_checked", "qa_generation_contexts", "params:qa_generation",
               "qa_generation_cache"],
              "qa_generation_criticised", name="qa_critic_pass", tags=gen),
         node(nodes.select_items,
