@@ -16,7 +16,7 @@ help:
 	@echo "make run      install what is missing, generate sample videos, run the main job"
 	@echo "make test     the whole test suite (installs first)"
 	@echo "make mlflow   MLflow UI on the project's sqlite store"
-	@echo "make viz      build the kedro-viz static site into build/"
+	@echo "make viz      build the kedro-viz static site (with dataset previews) into build/"
 	@echo "make train-smoke  SFT + the five GRPO variants on a tiny model with a loopback judge (CPU, minutes)"
 
 run: install samples
@@ -49,7 +49,7 @@ mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 viz: install
-	$(KEDRO) viz build
+	$(KEDRO) viz build --include-previews
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
