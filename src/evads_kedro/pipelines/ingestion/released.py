@@ -36,6 +36,9 @@ QA_COLUMNS = [
     "source_row",
 ]
 ERROR_COLUMNS = ["split", "row", "question_id", "severity", "reason"]
+# The longest released text field is a 43,100-character SFT prompt; a field far beyond that is
+# not a benchmark row (a corrupt or hostile file) and would bloat every downstream table.
+MAX_TEXT_CHARS = 200_000
 
 
 class ReleasedRowError(ValueError):
@@ -95,7 +98,22 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
         raise ReleasedRowError(f"{where} must be a string, got {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise ReleasedRowError(f"{where} is empty")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ReleasedRowError(f"{where} is {len(value):,} characters, over the "
+                               f"{MAX_TEXT_CHARS:,} limit; the file is not a released split")
     return value
+
+
+def _check_order(tl: Timeline, where: str) -> None:
+    """Released timelines list events in increasing, non-overlapping seconds; anything else
+    would be re-ordered or merged silently by the per-second tables."""
+    prev = None
+    for ev in tl.events:
+        if prev is not None and ev.start <= prev.end:
+            raise ReleasedRowError(
+                f"{where} events out of time order: Time {ev.start}s comes after "
+                f"Time {prev.start}-{prev.end}s; fix the row so seconds increase")
+        prev = ev
 
 
 @dataclass
@@ -148,6 +166,8 @@ def _import_row(split: str, index: int, row: pd.Series, video_root: Path) -> _Im
         think = None
     if full.kind != "full":
         raise ReleasedRowError(f"expected a full OCR+ASR timeline for {split}, got {full.kind}")
+    _check_order(prompt_timeline, "prompt timeline")
+    _check_order(full, "full timeline")
     qa = {
         "question_id": qid,
         "video_id": video_id,
@@ -193,7 +213,7 @@ def import_splits(splits: Iterable[tuple[str, pd.DataFrame]], video_root: Path) 
             qid = _safe_qid(series)
             try:
                 imported = _import_row(split, index, series, video_root)
-            except (ReleasedRowError, ValueError, TypeError, KeyError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad row never stops the import
                 errors.append(_error(split, index, qid, "error", f"{type(exc).__name__}: {exc}"))
                 counts["errors"] += 1
                 continue
