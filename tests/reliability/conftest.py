@@ -29,14 +29,14 @@ class KindOutcome:
     lost: int = 0
 
 
-_OUTCOMES: OrderedDict[str, KindOutcome] = OrderedDict()
+_OUTCOMES: OrderedDict[tuple[str, str], KindOutcome] = OrderedDict()
 
 
 class Recorder:
     """``outcome.record(kind, pipeline, tried=, handled=, lost=)``; repeated kinds add up."""
 
     def record(self, kind: str, pipeline: str, *, tried: int, handled: int, lost: int = 0) -> None:
-        o = _OUTCOMES.setdefault(kind, KindOutcome(pipeline))
+        o = _OUTCOMES.setdefault((kind, pipeline), KindOutcome(pipeline))
         o.tried += int(tried)
         o.handled += int(handled)
         o.lost += int(lost)
@@ -50,11 +50,11 @@ def outcome() -> Recorder:
 def report_lines() -> list[str]:
     """The table and, last, the JSON summary line."""
     rows = list(_OUTCOMES.items())
-    kw = max([len("kind of fault")] + [len(k) for k, _ in rows])
+    kw = max([len("kind of fault")] + [len(k) for (k, _), _ in rows])
     pw = max([len("pipeline")] + [len(o.pipeline) for _, o in rows])
     head = f"{'kind of fault':<{kw}}  {'pipeline':<{pw}}  {'tried':>5}  {'handled':>7}  {'lost':>4}"
     lines = ["", "== reliability ==", head, "-" * len(head)]
-    for kind, o in rows:
+    for (kind, _), o in rows:
         lines.append(f"{kind:<{kw}}  {o.pipeline:<{pw}}  {o.tried:>5}  {o.handled:>7}  {o.lost:>4}")
     total = {"kinds": len(rows), "tried": sum(o.tried for _, o in rows),
              "handled": sum(o.handled for _, o in rows), "lost": sum(o.lost for _, o in rows)}
