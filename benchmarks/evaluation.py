@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--seconds", type=float, default=1.6,
+    ap.add_argument("--seconds", type=float, default=4.0,
                     help="approximate ideal duration of each batch")
     args = ap.parse_args(argv)
     port = free_port()

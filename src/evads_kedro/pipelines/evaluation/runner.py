@@ -129,6 +129,8 @@ async def run_jobs(
 
     async def one(i: int) -> None:
         job = jobs[i]
+        # the slot bounds calls in flight to the model, not disk writes: it is released
+        # before the durable append, so the next call starts while this one is persisted
         async with sems[job.group]:
             started = time.perf_counter()
             try:
@@ -144,16 +146,16 @@ async def run_jobs(
                        "error_reason": "exception"}
                 status = "failed"
             rec.setdefault("wall_s", round(time.perf_counter() - started, 4))
-            rec["finished_utc"] = _now()
-            rec.update({k: v for k, v in job.meta.items() if k not in rec})
-            stored = None
-            if status in CACHEABLE or cache_failures:
-                try:
-                    stored = await asyncio.to_thread(cache.put, job.key, rec)
-                except OSError as exc:  # the result stands; only its persistence failed
-                    logger.error("%s: %s", desc, exc)
-                    rec["cache_error"] = str(exc)
-            rec = stored if stored is not None else {"key": job.key, **rec}
+        rec["finished_utc"] = _now()
+        rec.update({k: v for k, v in job.meta.items() if k not in rec})
+        stored = None
+        if status in CACHEABLE or cache_failures:
+            try:
+                stored = await asyncio.to_thread(cache.put, job.key, rec)
+            except OSError as exc:  # the result stands; only its persistence failed
+                logger.error("%s: %s", desc, exc)
+                rec["cache_error"] = str(exc)
+        rec = stored if stored is not None else {"key": job.key, **rec}
         results[i] = {**rec, "cached": False}
         stats.called += 1
         stats.ok += status == "ok"
