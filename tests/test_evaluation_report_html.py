@@ -105,22 +105,28 @@ def _escaping_responder():
     return respond
 
 
+def run_evaluation_on_loopback(project) -> None:
+    """``kedro run --pipeline evaluation`` in ``project`` (a ``kedro_project`` copy) on two
+    tiny released-shaped videos, two endpoint models and the judge served on 127.0.0.1."""
+    from test_project import _run
+
+    qa = make_qa([["0", "0.75", "0.5", "0.25", "1"], ["1", "1", "bad", "0.5", "0.75"]])
+    (project / "data/02_intermediate/released").mkdir(parents=True, exist_ok=True)
+    qa.to_parquet(project / "data/03_primary/released_qa.parquet")
+    make_videos(qa).to_parquet(project / "data/02_intermediate/released/videos.parquet")
+    with FakeLLMServer(_escaping_responder()) as srv:
+        params = eval_params(srv.base_url)
+        params["models_under_test"]["second"] = params["models_under_test"]["endpoint"]
+        (project / "conf/local/parameters_evaluation.yml").write_text(
+            yaml.safe_dump({"evaluation": params}, allow_unicode=True))
+        _run(project, "evaluation")
+
+
 @pytest.mark.slow
 def test_kedro_run_evaluation_writes_and_logs_the_html_report(kedro_project):
     import mlflow
 
-    from test_project import _run
-
-    qa = make_qa([["0", "0.75", "0.5", "0.25", "1"], ["1", "1", "bad", "0.5", "0.75"]])
-    (kedro_project / "data/02_intermediate/released").mkdir(parents=True)
-    qa.to_parquet(kedro_project / "data/03_primary/released_qa.parquet")
-    make_videos(qa).to_parquet(kedro_project / "data/02_intermediate/released/videos.parquet")
-    with FakeLLMServer(_escaping_responder()) as srv:
-        params = eval_params(srv.base_url)
-        params["models_under_test"]["second"] = params["models_under_test"]["endpoint"]
-        (kedro_project / "conf/local/parameters_evaluation.yml").write_text(
-            yaml.safe_dump({"evaluation": params}, allow_unicode=True))
-        _run(kedro_project, "evaluation")
+    run_evaluation_on_loopback(kedro_project)
     html = (kedro_project / "data/08_reporting/evaluation_report.html").read_text()
     assert "<b>endpoint</b>" in html and "<b>second</b>" in html
     assert "<script" not in html and "&lt;script&gt;" in html
