@@ -21,6 +21,10 @@ from test_qa_generation_pipeline import JACKET, item, videos_frame
     ('Here: {"task": "RC", "question": "a"} ok', 1),
     ("[]", 0),
     ('note [1] then [{"question": "a"}]', 1),
+    ('[{"question": "a", "answer": "b"},]', 1),                                 # trailing comma
+    ('[{"question": "a", "answer": "b"}, {"question": "c", "ans', 1),          # cut off
+    ('[{"task": "BP", "question": "a"}, {"answer": "b"}, {"quotes": []}]', 1),  # fragments
+    ('[{"question": "a", "answer": "b"}, {"answer": "c"}]', 2),  # key clash: not merged
 ])
 def test_extract_items_accepts_common_shapes(text, n):
     assert len(agents.extract_items(text)) == n

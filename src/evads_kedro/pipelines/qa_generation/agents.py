@@ -165,8 +165,21 @@ def _as_items(value: Any) -> list[dict[str, Any]] | None:
         else:
             return None
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):  # [] = no items
-        return value
+        return _merge_fragments(value)
     return None
+
+
+def _merge_fragments(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Small models sometimes split one item over several objects
+    (``[{"task", "question"}, {"answer"}, {"quotes"}]``): an object without a ``question`` is
+    merged into the previous item when none of its keys is already there."""
+    out: list[dict[str, Any]] = []
+    for it in items:
+        if out and "question" not in it and not set(it) & set(out[-1]):
+            out[-1] = {**out[-1], **it}
+        else:
+            out.append(dict(it))
+    return out
 
 
 # ----------------------------------------------------------------------------------- calls
