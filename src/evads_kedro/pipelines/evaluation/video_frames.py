@@ -14,9 +14,15 @@ import numpy as np
 from PIL import Image
 
 
+def _plain_id(video_id: str) -> bool:
+    # a table row must not steer the read out of frames_dir (``../../elsewhere/x``)
+    return (isinstance(video_id, str) and video_id not in ("", ".", "..")
+            and not any(c in video_id for c in "/\\\x00"))
+
+
 def frame_source(video_id: str, video_path: str | None, frames_dir: str | Path | None) -> str | None:
     """Where frames of a video would come from: ``frames_artefact``, ``video`` or None."""
-    if frames_dir and (Path(frames_dir) / f"{video_id}.zip").is_file():
+    if frames_dir and _plain_id(video_id) and (Path(frames_dir) / f"{video_id}.zip").is_file():
         return "frames_artefact"
     if video_path and Path(video_path).is_file():
         return "video"

@@ -69,6 +69,11 @@ def resolve_video_path(raw: str, video_root: Path) -> Path:
         raise ReleasedRowError(
             f"'videos' path {raw!r} escapes the video root; expected ../videos/<id>.mp4"
         )
+    stem = PurePosixPath(parts[-1]).stem
+    if stem.startswith(".") or any(ord(c) < 32 for c in raw):
+        # the stem becomes the video id, which names files (frames/<id>.zip, timelines...)
+        raise ReleasedRowError(f"'videos' path {raw!r} has no usable file name (hidden, dots "
+                               "only or control characters); expected ../videos/<id>.mp4")
     root = Path(video_root).resolve()
     resolved = root.joinpath(*parts).resolve()
     if not resolved.is_relative_to(root):  # a symlink pointing outside
