@@ -10,11 +10,12 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export KEDRO_LOGGING_CONFIG := conf/logging.yml
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test install system assets samples mlflow viz lint clean-data help train-smoke
+.PHONY: run test install system assets samples mlflow viz lint clean-data help train-smoke reliability
 
 help:
 	@echo "make run      install what is missing, generate sample videos, run the main job"
 	@echo "make test     the whole test suite (installs first)"
+	@echo "make reliability  bad-input / kill -9 / secrets / paths suite; table of faults handled, 0 lost"
 	@echo "make mlflow   MLflow UI on the project's sqlite store"
 	@echo "make viz      build the kedro-viz static site (with dataset previews) into build/"
 	@echo "make train-smoke  SFT + the five GRPO variants on a tiny model with a loopback judge (CPU, minutes)"
@@ -24,6 +25,11 @@ run: install samples
 
 test: install
 	$(PY) -m pytest -q
+
+# The fault suite alone (also part of `make test`); its conftest prints the per-kind table and,
+# last, a JSON line {"kinds", "tried", "handled", "lost"}.
+reliability: install
+	$(PY) -m pytest tests/reliability -q
 
 install: $(STAMP) system assets
 
