@@ -100,6 +100,14 @@ class ChatBackend(ABC):
     def describe(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "class": type(self).__name__}
 
+    supports_choice: bool = False
+
+    async def choose(self, messages: Sequence[Message], options: Sequence[str]) -> ChatReply:
+        """Constrained decoding: the reply is the option the model finds most likely
+        (``raw["choice_logprobs"]`` has each option's log-probability). Backends without it
+        raise :class:`ChatError` ``no_choice``."""
+        raise ChatError("no_choice", f"{type(self).__name__} cannot score fixed options")
+
 
 # ------------------------------------------------------------------------------- rate limit
 class TokenBucket:
@@ -543,6 +551,58 @@ class LocalTransformersChat(ChatBackend):
                 break
         prompt = proc.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         return proc(text=[prompt], images=pil or None, return_tensors="pt")
+
+    @property
+    def supports_choice(self) -> bool:  # text models only
+        return not self.supports_images
+
+    def _choice_logprobs(self, messages, options) -> ChatReply:
+        import copy
+
+        import torch
+
+        with self._lock:
+            t0 = time.perf_counter()
+            if self.num_threads:
+                torch.set_num_threads(int(self.num_threads))
+            model, tok, device = self._load()
+            enc = tok.apply_chat_template(list(messages), add_generation_prompt=True,
+                                          return_tensors="pt", return_dict=True)
+            ids = enc["input_ids"].to(device)
+            scores: dict[str, float] = {}
+            with torch.inference_mode():
+                # the prompt runs once; each option continues a copy of its KV cache
+                # (logits of the last position only: the vocabulary projection of every
+                # prompt position would cost more than the whole transformer)
+                head = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                for opt in options:
+                    opt_ids = tok(opt, add_special_tokens=False,
+                                  return_tensors="pt")["input_ids"].to(device)
+                    logits = head.logits[:, -1:]
+                    if opt_ids.shape[1] > 1:
+                        tail = model(input_ids=opt_ids[:, :-1], use_cache=True,
+                                     cache=copy.deepcopy(head.cache))
+                        logits = torch.cat([logits, tail.logits], dim=1)
+                    lp = torch.log_softmax(logits[0].float(), -1)
+                    scores[opt] = float(lp.gather(1, opt_ids[0][:, None]).sum())
+            best = max(options, key=lambda o: scores[o])
+            return ChatReply(text=best, raw={"model_dir": str(self.model_dir),
+                                             "choice_logprobs": scores},
+                             usage={"prompt_tokens": int(ids.shape[1]), "completion_tokens": 0},
+                             latency=time.perf_counter() - t0)
+
+    async def choose(self, messages, options):
+        if not self.supports_choice:
+            raise ChatError("no_choice", f"{self.model_dir.name}: choices are scored for text "
+                            "models only")
+        if not options:
+            raise ValueError("choose() needs at least one option")
+        try:
+            return await asyncio.to_thread(self._choice_logprobs, list(messages), list(options))
+        except ChatError:
+            raise
+        except Exception as exc:  # a model error is one failed item, not a dead batch
+            raise ChatError("local_error", f"{type(exc).__name__}: {exc}") from exc
 
     async def chat(self, messages, *, temperature=1.0, seed=None, max_tokens=512, images=None):
         try:

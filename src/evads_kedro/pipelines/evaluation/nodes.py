@@ -328,8 +328,17 @@ def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("set evaluation.judge_prompt_path to a judge prompt template")
     template = load_template(path, JUDGE_FIELDS)
     backend = build_chat(j.get("backend") or {})
+    constrained = j.get("constrained", False)
+    if constrained == "auto":
+        constrained = backend.supports_choice
+    elif constrained and not backend.supports_choice:
+        raise ValueError(f"evaluation.judge.constrained is true but {backend!r} cannot score "
+                         "fixed options; use constrained: auto/false (or a local text model)")
+    # a constrained judge is another judge: its cache keys must not mix with free replies
+    model_id = backend.model_id + ("+choice" if constrained else "")
     return {"backend": backend, "template": template, "template_path": str(path),
-            "template_hash": text_hash(template), "model_id": backend.model_id,
+            "template_hash": text_hash(template), "model_id": model_id,
+            "constrained": bool(constrained),
             "temperature": float(j.get("temperature", 0.0)), "seed": j.get("seed", 42),
             "max_tokens": int(j.get("max_tokens", 16)),
             "invalid_retries": int(j.get("invalid_retries", 2)),
@@ -338,14 +347,25 @@ def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
             "smoke_test": bool(j.get("smoke_test", False))}
 
 
+# The five legal judge replies (SPEC §6), scored as fixed options by a constrained judge.
+JUDGE_CHOICES = ("Answer: 0", "Answer: 0.25", "Answer: 0.5", "Answer: 0.75", "Answer: 1.0")
+
+
 def judge_call(js: Mapping[str, Any], prompt: str):
     """Coroutine factory of one judgement (reused by the GRPO judge reward): ask, parse
     strictly, re-ask up to ``invalid_retries`` times, else an ``invalid`` record with the raw
-    replies. Transport failures raise :class:`~evads_kedro.backends.llm.ChatError`."""
+    replies. A ``constrained`` judge instead picks the most likely of :data:`JUDGE_CHOICES`
+    (always legal). Transport failures raise :class:`~evads_kedro.backends.llm.ChatError`."""
 
     async def run() -> dict[str, Any]:
         replies: list[str] = []
         error = ""
+        if js.get("constrained"):
+            reply = await js["backend"].choose([{"role": "user", "content": prompt}],
+                                               JUDGE_CHOICES)
+            return {"kind": "judgement", "status": "ok", "r5": parse_judge_reply(reply.text),
+                    "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
+                    "choice_logprobs": reply.raw.get("choice_logprobs")}
         for attempt in range(1, js["invalid_retries"] + 2):
             reply = await js["backend"].chat([{"role": "user", "content": prompt}],
                                              temperature=js["temperature"], seed=js["seed"],
