@@ -73,3 +73,22 @@ def test_constrained_needs_a_backend_that_scores_options():
 
         with pytest.raises(ChatError, match="cannot score"):
             asyncio.run(build_chat(backend).choose([{"role": "user", "content": "x"}], ["a"]))
+
+
+def test_constrained_task_classifier_labels_every_question(tiny_lm, tmp_path):
+    from evads_kedro.pipelines.evaluation.cache import JsonlCache
+    from evads_kedro.pipelines.evaluation.nodes import classify_tasks
+    from evaluation_data import make_qa
+
+    qa = make_qa([["1"] * 5])
+    params = {"method": "llm", "progress": False, "constrained": "auto",
+              "backend": {"backend": "local", "model_dir": str(tiny_lm), "device": "cpu"}}
+    labels, report = classify_tasks(qa, JsonlCache(tmp_path / "t.jsonl"), None, params)
+    # a random model labels badly, but every question gets an LLM label (no fallback) and the
+    # per-video assignment still yields one question per task
+    assert labels["llm_status"].tolist() == ["ok"] * 5
+    assert labels["llm_raw_reply"].str.fullmatch(r"Task: (BP|CM|ML|CI|RC)").all()
+    assert report["llm"]["labelled"] == 5 and report["llm"]["fallback_to_rules"] == 0
+    assert sorted(labels["task"]) == sorted(["BP", "CM", "ML", "CI", "RC"])
+    _, again = classify_tasks(qa, JsonlCache(tmp_path / "t.jsonl"), None, params)
+    assert again["llm"]["calls_from_cache"] == 5

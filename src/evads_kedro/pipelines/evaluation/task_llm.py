@@ -5,6 +5,8 @@ The prompt (``task_classifier.prompt_path``, placeholder ``{question}``) asks fo
 code. An unusable reply is re-asked up to ``invalid_retries`` times and then recorded
 ``invalid`` with the raw replies; a failed call (transport, 5xx after retries) is recorded
 ``failed``. Either way the question falls back to the rules (:func:`.tasks.classify_tasks`).
+With ``constrained`` (``auto``: whenever the backend can score fixed options, i.e. a local text
+model) the model instead picks the most likely of ``Task: BP`` ... ``Task: RC``.
 
 Calls are cached like every other model call, keyed by (classifier model id, prompt template
 hash, question id, hash of the question text): a rerun makes no call.
@@ -22,14 +24,23 @@ from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text
 from evads_kedro.pipelines.evaluation.runner import Job, run_jobs, run_sync
 from evads_kedro.pipelines.evaluation.tasks import parse_task_reply
 from evads_kedro.pipelines.evaluation.templates import load_template, render
+from evads_kedro.taxonomy import TASK_CODES
 
 LLM_LABEL_COLUMNS = ["question_id", "llm_status", "llm_task", "llm_raw_reply", "llm_error",
                      "cached"]
 DEFAULT_PROMPT = "conf/base/prompts/evaluation/task_classifier.txt"
 
 
-def _classify_call(backend, prompt: str, settings: Mapping[str, Any]):
+CHOICES = tuple(f"Task: {code}" for code in TASK_CODES)
+
+
+def _classify_call(backend, prompt: str, settings: Mapping[str, Any], constrained: bool):
     async def run() -> dict[str, Any]:
+        if constrained:
+            reply = await backend.choose([{"role": "user", "content": prompt}], CHOICES)
+            return {"kind": "task_label", "status": "ok", "task": parse_task_reply(reply.text),
+                    "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
+                    "choice_logprobs": reply.raw.get("choice_logprobs")}
         replies: list[str] = []
         for attempt in range(1, int(settings.get("invalid_retries", 1)) + 2):
             reply = await backend.chat([{"role": "user", "content": prompt}],
@@ -59,15 +70,22 @@ def llm_task_labels(qa: pd.DataFrame, cache: JsonlCache, settings: Mapping[str, 
                          "model: ...}) or use method: rules")
     template = load_template(settings.get("prompt_path") or DEFAULT_PROMPT, ("question",))
     backend = build_chat(backend_spec)
+    constrained = settings.get("constrained", "auto")
+    constrained = backend.supports_choice if constrained == "auto" else bool(constrained)
+    if constrained and not backend.supports_choice:
+        raise ValueError(f"task_classifier.constrained is true but {backend!r} cannot score "
+                         "fixed options; use constrained: auto/false")
+    model_id = backend.model_id + ("+choice" if constrained else "")
     template_hash = text_hash(template)
     jobs = []
     for qid, question in zip(qa["question_id"], qa["question"], strict=True):
         q = question if isinstance(question, str) else ""
-        key = stable_hash({"kind": "task_label", "model": backend.model_id,
+        key = stable_hash({"kind": "task_label", "model": model_id,
                            "template": template_hash, "question_id": qid,
                            "question": text_hash(q)})
         jobs.append(Job(key=key, group="task_classifier", meta={"question_id": qid},
-                        run=_classify_call(backend, render(template, question=q), settings)))
+                        run=_classify_call(backend, render(template, question=q), settings,
+                                           constrained)))
     concurrency = int(settings.get("concurrency") or backend_spec.get("concurrency") or 1)
     results, _ = run_sync(run_jobs(jobs, cache, concurrency={"task_classifier": concurrency},
                                    desc="task labels", progress=progress))
