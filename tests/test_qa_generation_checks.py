@@ -215,3 +215,28 @@ def test_packaged_encoder_does_not_separate_chinese_paraphrases():
     para, unrelated = float(e[0] @ e[1]), float(e[0] @ e[2])
     assert para < 0.85 and unrelated < 0.85
     assert abs(para - unrelated) < 0.2
+
+
+def test_local_image_text_model_captions_keyframes(tmp_path):
+    """The local path: a (random, tiny) Qwen2-VL folder behind the same captioner interface."""
+    import torch
+
+    from evads_kedro.backends.llm import clear_chat_cache
+    from evads_kedro.pipelines.qa_generation import visual
+    from evads_kedro.pipelines.rl_training.models import _tiny_tokenizer, build_tiny_vl
+
+    torch.set_num_threads(1)
+    tok = _tiny_tokenizer({"tokenizer": "bpe", "vocab_size": 300},
+                          ["a red studio scene", "a blue studio scene"] * 50)
+    model, proc = build_tiny_vl(tok, {"image_side": 56})
+    model.save_pretrained(tmp_path / "vl")
+    proc.save_pretrained(tmp_path / "vl")
+    clear_chat_cache()
+    frames = {"v": scene_stack("v", [("red", 2), ("blue", 2)])}
+    params = {"captions": {"backend": "local", "model_dir": str(tmp_path / "vl"),
+                           "device": "cpu", "max_tokens": 4, "max_keyframes": 4}}
+    rows = visual.caption_rows(["v"], frames, params)
+    assert list(rows.second) == [0, 2]
+    assert set(rows.model_id) == {"local:vl"}
+    # a random (seeded) model writes random tokens, but through the vision path, no errors
+    assert rows.error.isna().all() and rows.caption.str.len().gt(0).all()
