@@ -10,9 +10,13 @@ qa_generation and the GRPO judge reward, so it knows nothing about E-VAds.
   an ``aiohttp`` session per endpoint and event loop; images go as base64 JPEG data URLs in
   the OpenAI vision format; retries with exponential backoff + full jitter on timeouts,
   transport errors, 429 (honouring ``Retry-After``), 5xx and truncated/invalid JSON; bounded
-  concurrency (a semaphore) and a token-bucket rate limit per endpoint; several endpoints are
-  used round-robin. The API key comes from ``api_key`` / the ``api_key_env`` variable and is
-  never logged or shown in ``repr``.
+  concurrency (a semaphore) and a token-bucket rate limit per endpoint. Several endpoints (e.g.
+  one vLLM server per GPU) share the load: each call goes to the healthy endpoint with the
+  fewest calls in flight (ties in turn), and fails over: a call that fails on one endpoint
+  (connection refused, timeout, 5xx, bad JSON) is retried at once on one it has not tried, and
+  an endpoint failing ``failover_after`` times in a row (a refused connection: at once) is left
+  alone for ``cooldown_s`` seconds. The API key comes from ``api_key`` / the ``api_key_env``
+  variable and is never logged or shown in ``repr``.
 * :class:`LocalTransformersChat` — a local Hugging Face folder (causal LM, or image-text-to-text
   model + processor when ``vision`` is requested/detected), device ``auto``, seeded sampling;
   generation runs in a worker thread so the async interface holds.
@@ -246,6 +250,19 @@ class _Endpoint:
     burst: float | None
     # per-event-loop state: asyncio primitives and sessions are bound to one loop
     _loops: dict[int, _LoopState] = field(default_factory=dict)
+    # health and load, shared by every event loop of the client
+    in_flight: int = 0
+    consecutive_failures: int = 0
+    unhealthy_until: float = 0.0
+    ok: int = 0
+    failed: int = 0
+
+    def healthy(self, now: float) -> bool:
+        return now >= self.unhealthy_until
+
+    def stats(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "healthy": self.healthy(time.monotonic()),
+                "in_flight": self.in_flight, "ok": self.ok, "failed": self.failed}
 
     def state(self, timeout: float) -> _LoopState:
         import aiohttp
@@ -282,8 +299,10 @@ class OpenAICompatibleChat(ChatBackend):
     """Chat over ``/v1/chat/completions`` of any OpenAI-compatible server (vLLM, SGLang,
     Ollama, LM Studio, hosted providers).
 
-    ``base_url`` is the API root including ``/v1`` (a list of roots spreads calls
-    round-robin). ``concurrency`` and ``rate_limit_per_s`` apply per endpoint.
+    ``base_url`` is the API root including ``/v1``; a list of roots spreads calls by fewest
+    in flight, with fail-over (module docstring). ``concurrency`` and ``rate_limit_per_s``
+    apply per endpoint; ``failover_after`` failures in a row give an endpoint a ``cooldown_s``
+    pause; ``max_retries`` bounds the retries of one call over all endpoints.
     """
 
     supports_images = True
@@ -307,6 +326,8 @@ class OpenAICompatibleChat(ChatBackend):
         model_id: str | None = None,
         image_max_side: int | None = None,
         send_seed: bool = True,
+        failover_after: int = 2,
+        cooldown_s: float = 30.0,
     ):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls or not all(isinstance(u, str) and u.strip() for u in urls):
@@ -331,6 +352,8 @@ class OpenAICompatibleChat(ChatBackend):
         ]
         self._rr = 0
         self._rng = random.Random()
+        self.failover_after = max(1, int(failover_after))
+        self.cooldown_s = float(cooldown_s)
 
     def __repr__(self) -> str:  # never the key
         urls = [e.base_url for e in self._endpoints]
@@ -341,16 +364,51 @@ class OpenAICompatibleChat(ChatBackend):
         return {"model_id": self.model_id, "class": type(self).__name__,
                 "base_url": [e.base_url for e in self._endpoints]}
 
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Per endpoint: ``base_url``, ``healthy``, ``in_flight``, ``ok`` / ``failed`` attempts."""
+        return [e.stats() for e in self._endpoints]
+
     def _headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json"}
         if self._api_key:
             h["Authorization"] = f"Bearer {self._api_key}"
         return h
 
-    def _next_endpoint(self) -> _Endpoint:
-        ep = self._endpoints[self._rr % len(self._endpoints)]
+    def _pick(self, tried: set[int]) -> tuple[int, bool]:
+        """Index of the endpoint for the next attempt of a call that already tried ``tried``,
+        and whether it is a fail-over (a healthy endpoint the call has not tried: no backoff).
+
+        Healthy untried endpoints first, then any healthy one, then the one whose cool-down
+        ends first; among those the fewest calls in flight, ties in turn."""
+        now = time.monotonic()
+        n = len(self._endpoints)
+        order = [(self._rr + k) % n for k in range(n)]
         self._rr += 1
-        return ep
+        healthy = [i for i in order if self._endpoints[i].healthy(now)]
+        fresh = [i for i in healthy if i not in tried]
+        pool = fresh or healthy
+        if pool:
+            return min(pool, key=lambda j: self._endpoints[j].in_flight), bool(fresh and tried)
+        return min(order, key=lambda j: self._endpoints[j].unhealthy_until), False
+
+    def _mark(self, ep: _Endpoint, exc: ChatError | None) -> None:
+        """Record an attempt's outcome on ``ep``. Only the endpoint being down (refused or
+        broken connections, timeouts, 5xx, bad JSON) counts towards its cool-down; client
+        errors and rate limiting do not."""
+        if exc is None:
+            ep.ok += 1
+            ep.consecutive_failures = 0
+            return
+        ep.failed += 1
+        if not exc.retryable or exc.reason == "http_429":
+            return
+        ep.consecutive_failures += 1
+        refused = exc.reason == "transport" and "Connector" in str(exc)
+        if refused or ep.consecutive_failures >= self.failover_after:
+            if ep.healthy(time.monotonic()):
+                logger.warning("LLM endpoint %s unhealthy (%s): not used for %.0f s",
+                               ep.base_url, exc.reason, self.cooldown_s)
+            ep.unhealthy_until = time.monotonic() + self.cooldown_s
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -371,21 +429,37 @@ class OpenAICompatibleChat(ChatBackend):
         body.update(self.extra_body)
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         last: ChatError | None = None
+        tried: set[int] = set()
+        idx, _ = self._pick(tried)
+        backoffs = 0
         for attempt in range(self.max_retries + 1):
-            ep = self._next_endpoint()
+            ep = self._endpoints[idx]
+            ep.in_flight += 1
             try:
                 reply = await self._once(ep, payload)
-                reply.attempts = attempt + 1
-                return reply
             except ChatError as exc:
+                self._mark(ep, exc)
                 exc.attempts = attempt + 1
                 last = exc
                 if not exc.retryable or attempt == self.max_retries:
                     raise
-                wait = self._backoff(attempt, exc.retry_after)
+                tried.add(idx)
+                idx, failover = self._pick(tried)
+                if failover and exc.reason != "http_429":
+                    logger.debug("chat %s on %s (attempt %d), failing over to %s", exc.reason,
+                                 ep.base_url, attempt + 1, self._endpoints[idx].base_url)
+                    continue
+                wait = self._backoff(backoffs, exc.retry_after)
+                backoffs += 1
                 logger.debug("chat %s on %s (attempt %d), retrying in %.2fs",
                              exc.reason, ep.base_url, attempt + 1, wait)
                 await asyncio.sleep(wait)
+                continue
+            finally:
+                ep.in_flight -= 1
+            self._mark(ep, None)
+            reply.attempts = attempt + 1
+            return reply
         raise last  # pragma: no cover - loop always returns or raises
 
     async def _once(self, ep: _Endpoint, payload: bytes) -> ChatReply:
@@ -639,9 +713,9 @@ def _resolve_model_dir(params: Mapping[str, Any]) -> Path:
 def build_chat(params: Mapping[str, Any]) -> ChatBackend:
     """Build (once per process per distinct ``params``) the backend described by ``params``.
 
-    ``backend: openai`` → :class:`OpenAICompatibleChat` (``base_url``, ``model``, optional
-    ``api_key_env``/``api_key``, ``concurrency``, ``rate_limit_per_s``, ``timeout``,
-    ``max_retries``, ...). ``base_url``/``model`` may be left empty and taken from the
+    ``backend: openai`` → :class:`OpenAICompatibleChat` (``base_url``: one URL or a list,
+    ``model``, optional ``api_key_env``/``api_key``, ``concurrency``, ``rate_limit_per_s``,
+    ``timeout``, ``max_retries``, ``failover_after``, ``cooldown_s``, ...). ``base_url``/``model`` may be left empty and taken from the
     ``EVADS_LLM_BASE_URL`` / ``EVADS_LLM_MODEL`` environment variables.
     ``backend: local`` → :class:`LocalTransformersChat` (``model_dir`` or ``asset``,
     ``device``, ``precision``, ``vision``). Unknown keys are ignored (callers keep decoding
@@ -675,6 +749,8 @@ def build_chat(params: Mapping[str, Any]) -> ChatBackend:
                 model_id=params.get("model_id"),
                 image_max_side=params.get("image_max_side"),
                 send_seed=bool(params.get("send_seed", True)),
+                failover_after=int(params.get("failover_after", 2)),
+                cooldown_s=float(params.get("cooldown_s", 30.0)),
             )
         elif kind == "local":
             backend = LocalTransformersChat(
