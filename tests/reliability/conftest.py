@@ -29,6 +29,7 @@ class KindOutcome:
     lost: int = 0
 
 
+PIPELINE_ORDER = ("ingestion", "ingestion (released)", "evaluation", "qa_generation")
 _OUTCOMES: OrderedDict[tuple[str, str], KindOutcome] = OrderedDict()
 
 
@@ -49,7 +50,8 @@ def outcome() -> Recorder:
 
 def report_lines() -> list[str]:
     """The table and, last, the JSON summary line."""
-    rows = list(_OUTCOMES.items())
+    order = {p: i for i, p in enumerate(PIPELINE_ORDER)}
+    rows = sorted(_OUTCOMES.items(), key=lambda kv: order.get(kv[1].pipeline, len(order)))
     kw = max([len("kind of fault")] + [len(k) for (k, _), _ in rows])
     pw = max([len("pipeline")] + [len(o.pipeline) for _, o in rows])
     head = f"{'kind of fault':<{kw}}  {'pipeline':<{pw}}  {'tried':>5}  {'handled':>7}  {'lost':>4}"

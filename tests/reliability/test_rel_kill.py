@@ -94,9 +94,9 @@ def test_evaluation_killed_while_answering_and_judging_resumes_exactly_once(kedr
                                                                             outcome):
     from evaluation_data import scripted_responder
 
-    n_videos = 8  # 40 questions
+    n_videos = 6  # 30 questions
     cache = kedro_project / "data/07_model_output/cache"
-    with FakeLLMServer(scripted_responder(latency=0.25)) as srv:
+    with FakeLLMServer(scripted_responder(latency=0.2)) as srv:
         qa = _eval_setup(kedro_project, srv.base_url, n_videos)
         _kill_when(_kedro(kedro_project, "evaluation"), cache / "answers.jsonl", 6)
         answered_before = {r["key"] for r in _cache_records(cache / "answers.jsonl")}
@@ -134,7 +134,7 @@ def test_qa_generation_killed_mid_batch_resumes_exactly_once(kedro_project, outc
     from test_qa_generation_pipeline import make_params, responder, videos_frame
 
     base = videos_frame().set_index("video_id").loc["ad_jacket"]
-    n_videos = 6
+    n_videos = 5
     videos = pd.DataFrame([{**base.to_dict(), "video_id": f"ad_jacket_{i}"}
                            for i in range(n_videos)])
     ingested = kedro_project / "data/02_intermediate/ingested"
@@ -143,7 +143,7 @@ def test_qa_generation_killed_mid_batch_resumes_exactly_once(kedro_project, outc
     cache = kedro_project / "data/07_model_output/cache/qa_generation.jsonl"
 
     def slow(body, n):
-        time.sleep(0.25)
+        time.sleep(0.2)
         return responder(body, n)
 
     with FakeLLMServer(slow) as srv:

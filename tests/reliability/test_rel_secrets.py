@@ -79,6 +79,7 @@ def test_keys_reach_the_server_and_nowhere_else(kedro_project, outcome):
     assert (kedro_project / "mlflow.db").stat().st_size > 0
     assert list((kedro_project / "logs").glob("*.log"))
     assert (kedro_project / "data/08_reporting/evaluation/leaderboard.csv").is_file()
+    assert list((kedro_project / "mlruns").rglob("leaderboard.csv")), "no MLflow artifact scanned"
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{kedro_project / 'mlflow.db'}")
