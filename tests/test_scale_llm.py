@@ -17,7 +17,7 @@ from llm_server import FakeLLMServer, Reply, Status, default_responder
 N_ITEMS = 24
 
 
-def _client(urls: list[str], **kw) -> OpenAICompatibleChat:
+def _client(urls: str | list[str], **kw) -> OpenAICompatibleChat:
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("backoff_max", 0.05)
     kw.setdefault("timeout", 2.0)
@@ -128,3 +128,14 @@ def test_build_chat_passes_endpoint_list_and_failover_settings():
             "http://127.0.0.1:1/v1/", "http://127.0.0.1:2/v1/"]
     finally:
         clear_chat_cache()
+
+
+def test_one_string_may_list_several_endpoints():
+    """What an environment variable or a --params value can carry."""
+    with FakeLLMServer(_always_500) as bad, FakeLLMServer() as good:
+        c = _client(f"{bad.base_url}  {good.base_url}", max_retries=3)
+        assert len(c.endpoint_stats()) == 2
+        assert len(_run_items(c, n=6)) == 6 and good.n_requests == 6
+    c = _client("http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
+    assert [s["base_url"] for s in c.endpoint_stats()] == [
+        "http://127.0.0.1:1/v1/", "http://127.0.0.1:2/v1/"]

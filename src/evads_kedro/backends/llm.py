@@ -299,7 +299,8 @@ class OpenAICompatibleChat(ChatBackend):
     """Chat over ``/v1/chat/completions`` of any OpenAI-compatible server (vLLM, SGLang,
     Ollama, LM Studio, hosted providers).
 
-    ``base_url`` is the API root including ``/v1``; a list of roots spreads calls by fewest
+    ``base_url`` is the API root including ``/v1``; a list of roots (or one string of roots
+    separated by spaces or commas) spreads calls by fewest
     in flight, with fail-over (module docstring). ``concurrency`` and ``rate_limit_per_s``
     apply per endpoint; ``failover_after`` failures in a row give an endpoint a ``cooldown_s``
     pause; ``max_retries`` bounds the retries of one call over all endpoints.
@@ -329,7 +330,10 @@ class OpenAICompatibleChat(ChatBackend):
         failover_after: int = 2,
         cooldown_s: float = 30.0,
     ):
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        # one string may hold several URLs separated by spaces or commas, so an environment
+        # variable or a --params value can list endpoints: "http://a:8000/v1 http://b:8000/v1"
+        urls = base_url.replace(",", " ").split() if isinstance(base_url, str) \
+            else list(base_url)
         if not urls or not all(isinstance(u, str) and u.strip() for u in urls):
             raise ValueError("base_url must be a non-empty URL (or list of URLs), e.g. "
                              "http://127.0.0.1:8000/v1")
