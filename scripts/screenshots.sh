@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Reproduce docs/img/viz.png and docs/img/evaluation_report.png (headless Chromium).
+# Reproduce docs/img/{viz,viz_preview,evaluation_report}.png (headless Chromium).
 #
 #   bash scripts/screenshots.sh            # from the project root, after `make run`
 #
 # 1. imports the released splits if not done yet (ingestion --tags released);
-# 2. runs the evaluation pipeline on QUESTIONS released questions (default 20 = 4 videos):
-#    the two text baselines answered by the packaged SmolLM2, judged by the deterministic
-#    token-overlap smoke judge served on 127.0.0.1 (rl_training.smoke_judge) - real numbers
-#    from a real run, not a real judge;
+# 2. runs the evaluation pipeline on QUESTIONS released questions (default 10 = 2 videos):
+#    the two text baselines answered by the packaged SmolLM2 plus an extractive timeline
+#    baseline (scripts/extractive_baseline.py, no model), judged by the deterministic
+#    token-overlap smoke judge (rl_training.smoke_judge), both served on 127.0.0.1 - real
+#    numbers from a real run, not a real judge;
 # 3. builds the kedro-viz site with previews (`make viz`'s command), serves it on 127.0.0.1
 #    and screenshots it, then screenshots data/08_reporting/evaluation_report.html;
 # 4. keeps each PNG under 1 MB (palette quantisation when needed).
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 KEDRO=${KEDRO:-.venv/bin/kedro}
-QUESTIONS=${QUESTIONS:-20}
+QUESTIONS=${QUESTIONS:-10}
 OUT=docs/img
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 KEDRO_DISABLE_TELEMETRY=1
 export KEDRO_LOGGING_CONFIG=${KEDRO_LOGGING_CONFIG:-conf/logging.yml}
@@ -31,9 +32,10 @@ if [ ! -f data/03_primary/released_qa.parquet ] || [ ! -f data/02_intermediate/r
   $KEDRO run --pipelines ingestion --tags released
 fi
 
-# The judge's base URL is only known once the smoke judge listens: expand it inside the command.
-$PY -m evads_kedro.pipelines.rl_training.smoke_judge -- bash -c '
-  '"$KEDRO"' run --pipelines evaluation --params "evaluation.subset.max_questions='"$QUESTIONS"',evaluation.judge.backend.backend=openai,evaluation.judge.backend.base_url=$EVADS_JUDGE_BASE_URL,evaluation.judge.backend.model=smoke-overlap-judge,evaluation.judge.backend.api_key_env=null,evaluation.judge.smoke_test=true,evaluation.progress=false"'
+# The servers' URLs are only known once they listen: expanded inside the command.
+X=evaluation.models_under_test.extractive
+$PY -m evads_kedro.pipelines.rl_training.smoke_judge -- $PY scripts/extractive_baseline.py -- bash -c '
+  '"$KEDRO"' run --pipelines evaluation --params "evaluation.subset.max_questions='"$QUESTIONS"',evaluation.judge.backend.backend=openai,evaluation.judge.backend.base_url=$EVADS_JUDGE_BASE_URL,evaluation.judge.backend.model=smoke-overlap-judge,evaluation.judge.backend.api_key_env=null,evaluation.judge.smoke_test=true,evaluation.progress=false,'"$X"'.timeline=full,'"$X"'.video=none,'"$X"'.concurrency=4,'"$X"'.backend.backend=openai,'"$X"'.backend.base_url=$EVADS_BASELINE_BASE_URL,'"$X"'.backend.model=extractive-timeline-baseline,'"$X"'.backend.api_key_env=null"'
 
 $KEDRO viz build --include-previews
 
@@ -51,10 +53,20 @@ shot() {  # shot OUTPUT URL WIDTH HEIGHT
     --screenshot="$1" --window-size="$3,$4" --virtual-time-budget=15000 "$2" >/dev/null 2>&1
   test -s "$1"
 }
-shot "$OUT/viz.png" "http://127.0.0.1:$PORT/?pipeline_id=evaluation" 1600 1000
+# A same-origin page that turns off kedro-viz's feature-hint tour (it would cover the graph)
+# and picks the light theme, then opens the requested view.
+cat > build/_shot.html <<'HTML'
+<!DOCTYPE html><html><body><script>
+localStorage.setItem("KedroViz", JSON.stringify({showFeatureHints: false, theme: "light"}));
+location.replace("/" + location.search);
+</script></body></html>
+HTML
+PLOT_ID=$($PY -c 'import json; print(next(n["id"] for n in json.load(open("build/api/pipelines/evaluation"))["nodes"] if n["name"] == "evaluation_plot"))')
+shot "$OUT/viz.png" "http://127.0.0.1:$PORT/_shot.html?pid=evaluation" 1600 1000
+shot "$OUT/viz_preview.png" "http://127.0.0.1:$PORT/_shot.html?pid=evaluation&sid=$PLOT_ID" 1600 1000
 shot "$OUT/evaluation_report.png" "file://$PWD/data/08_reporting/evaluation_report.html" 1400 2200
 
-$PY - "$OUT/viz.png" "$OUT/evaluation_report.png" <<'EOF'
+$PY - "$OUT/viz.png" "$OUT/viz_preview.png" "$OUT/evaluation_report.png" <<'EOF'
 import os
 import sys
 

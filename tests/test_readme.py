@@ -144,7 +144,7 @@ def test_readme_links_and_screenshots_exist():
         if link == "docs/scale.md" and not (ROOT / link).exists():
             continue  # the scale-out guide is being written; the heading points at it already
         assert (ROOT / link).exists(), link
-    for png in ("docs/img/viz.png", "docs/img/evaluation_report.png"):
+    for png in ("docs/img/viz.png", "docs/img/viz_preview.png", "docs/img/evaluation_report.png"):
         data = (ROOT / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 1_000_000, png
 

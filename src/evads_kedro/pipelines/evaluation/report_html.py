@@ -219,9 +219,10 @@ def html_report(leaderboard: pd.DataFrame, breakdown: pd.DataFrame, items: pd.Da
              f"{n_v} videos · {len(models)} models · means over judged items, 95 % intervals "
              "from a video-level bootstrap</p>"]
     if smoke_test:
-        parts.append('<p class="banner"><b>Smoke-test judge</b>: a tiny local model scored '
-                     "these answers; the numbers only show that the pipeline works end to end. "
-                     "Point <code>evaluation.judge.backend</code> at a capable judge for a real "
+        parts.append('<p class="banner"><b>Smoke-test judge</b>: the judge above is not a '
+                     "capable grader (a tiny local model or a text-overlap stand-in); the numbers "
+                     "only show that the pipeline works end to end. Point "
+                     "<code>evaluation.judge.backend</code> at a capable judge for a real "
                      "evaluation.</p>")
     parts += ["<h2>Leaderboard</h2>", _leaderboard_table(leaderboard),
               '<p class="meta">invalid: the judge never gave a legal score; failed: a '
