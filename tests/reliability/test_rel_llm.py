@@ -173,3 +173,29 @@ def test_qa_generation_records_every_failed_call_and_keeps_the_good_video(outcom
     assert jacket_tasks == {"BP", "CM", "ML", "CI", "RC"}
     gaps = out["qa_generation_gaps"]
     assert set(gaps.loc[gaps["video_id"] == "ad_cream", "task"]) == {"BP", "CM", "ML", "CI", "RC"}
+
+
+def test_evaluation_rows_without_a_question_fail_alone(tmp_path, outcome):
+    """A hand-made released_qa with a null / empty question: those items fail with the fix
+    (no model call with a 'nan' question), the rest of the batch is answered and judged."""
+    qa = make_qa([["1"] * 5, ["0.5"] * 5])
+    qa["question"] = qa["question"].astype(object)
+    bad = {qa.loc[7, "question_id"], qa.loc[8, "question_id"]}
+    qa.loc[7, "question"] = None
+    qa.loc[8, "question"] = ""
+    labels, _ = classify_tasks(qa, {"assign_per_video": True})
+    qs = select_questions(qa, labels, make_videos(qa), {"subset": {"splits": ["rl"]}})
+    with FakeLLMServer(scripted_responder()) as srv:
+        params = eval_params(srv.base_url)
+        answers = generate_answers(qs, JsonlCache(tmp_path / "a.jsonl"), params)
+        judgements = judge_answers(qs, answers, JsonlCache(tmp_path / "j.jsonl"), params)
+        n_answer_calls = sum("Answer to grade" not in prompt_text(r["body"]) for r in srv.requests)
+    a, j = answers.set_index("question_id"), judgements.set_index("question_id")
+    handled = sum(a.loc[q, "status"] == "failed" and "has no question text; re-import" in
+                  a.loc[q, "error"] and j.loc[q, "judge_status"] == "skipped" for q in bad)
+    good = [q for q in qs["question_id"] if q not in bad]
+    lost = len(set(qs["question_id"]) - set(j.index))
+    outcome.record("row: null / empty question in released_qa", "evaluation", tried=len(bad),
+                   handled=handled, lost=lost)
+    assert handled == 2 and lost == 0 and n_answer_calls == len(good)
+    assert (j.loc[good, "judge_status"] == "ok").all()

@@ -274,6 +274,9 @@ def _answer_jobs(questions: pd.DataFrame, params: Mapping[str, Any]):
 
 def _answer_call(backend, messages, decoding, seed, image_spec, q, frames_dir):
     async def run() -> dict[str, Any]:
+        if not isinstance(q.question, str) or not q.question.strip():  # a failed item, no call
+            raise ValueError(f"released_qa row {q.question_id} has no question text; re-import "
+                             "the release (kedro run --pipelines ingestion --tags released)")
         images = None
         if image_spec is not None:
             vpath = q.video_path if isinstance(q.video_path, str) else None

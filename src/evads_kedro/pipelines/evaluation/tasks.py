@@ -79,7 +79,8 @@ def task_scores(question: str) -> dict[str, float]:
     s = {t: 0.0 for t in TASK_CODES}
     for task, rules in _COMPILED.items():
         for pat, w in rules:
-            s[task] += w * len({m.group(0) for m in pat.finditer(question or "")})
+            s[task] += w * len({m.group(0) for m in pat.finditer(
+                question if isinstance(question, str) else "")})  # NaN: a null cell
     s["BP"] += BP_PRIOR
     return s
 
