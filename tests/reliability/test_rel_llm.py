@@ -199,3 +199,50 @@ def test_evaluation_rows_without_a_question_fail_alone(tmp_path, outcome):
                    handled=handled, lost=lost)
     assert handled == 2 and lost == 0 and n_answer_calls == len(good)
     assert (j.loc[good, "judge_status"] == "ok").all()
+
+
+def test_qa_generation_skips_unusable_timelines_by_name(caplog, outcome):
+    """Ingested videos whose timeline does not parse (or has no event) are skipped with a
+    warning naming the video and what to do; the good video still gets its 5 tasks."""
+    import logging
+
+    import pandas as pd
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+
+    from evads_kedro.backends.llm import clear_chat_cache
+    from evads_kedro.pipelines.qa_generation import create_pipeline
+    from test_qa_generation_pipeline import OUTPUTS, _kept_class, make_params, videos_frame
+    from test_qa_generation_pipeline import responder as good_responder
+
+    videos = videos_frame()
+    broken = pd.DataFrame([
+        {"video_id": "ad_garbled", "category": "其他", "duration_s": 5.0,
+         "timeline_full": "Category: 其他\nDuration: 5s\n\n[Time-aligned Events]:\nTime -1s: ??",
+         "timeline_asr": None},
+        {"video_id": "ad_silent", "category": "其他", "duration_s": 5.0,
+         "timeline_full": "Category: 其他\nDuration: 5s\n\n[Time-aligned Events]:\n",
+         "timeline_asr": None},
+        {"video_id": "ad_null", "category": "其他", "duration_s": 5.0, "timeline_full": None,
+         "timeline_asr": None}])
+    clear_chat_cache()
+    with FakeLLMServer(good_responder) as srv, caplog.at_level(logging.WARNING):
+        kept = _kept_class()
+        ds = {"ingested_videos": MemoryDataset(pd.concat([broken, videos], ignore_index=True)),
+              "params:qa_generation": MemoryDataset(make_params(srv.base_url),
+                                                    copy_mode="deepcopy"),
+              "qa_generation_cache": MemoryDataset(None, copy_mode="assign"),
+              "frames": MemoryDataset({}, copy_mode="assign")}
+        ds.update({n: kept(copy_mode="assign") for n in OUTPUTS})
+        catalog = DataCatalog(ds)
+        SequentialRunner().run(create_pipeline().only_nodes_with_tags("qa_generation"), catalog)
+        items = catalog.load("qa_generation_items")
+    warned = {vid for vid in broken["video_id"]
+              if any(vid in r.getMessage() and "skipped" in r.getMessage()
+                     and ("re-run ingestion" in r.getMessage() or "quarantine" in r.getMessage())
+                     for r in caplog.records)}
+    outcome.record("qa: ingested video with unusable timeline", "qa_generation",
+                   tried=len(broken), handled=len(warned), lost=len(broken) - len(warned))
+    assert warned == set(broken["video_id"])
+    assert set(items.loc[items["video_id"] == "ad_jacket", "task"]) == {"BP", "CM", "ML", "CI",
+                                                                          "RC"}

@@ -46,11 +46,12 @@ def build_contexts(videos: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFr
         try:
             tl = parse_timeline(text)
         except (TimelineParseError, TypeError, ValueError) as exc:
-            logger.warning("qa_generation: video %s skipped, timeline does not parse: %s",
-                           r.get("video_id"), exc)
+            logger.warning("qa_generation: video %s skipped, timeline does not parse: %s; "
+                           "re-run ingestion for it", r.get("video_id"), exc)
             continue
         if not tl.events:
-            logger.warning("qa_generation: video %s skipped, empty timeline", r.get("video_id"))
+            logger.warning("qa_generation: video %s skipped, empty timeline (no OCR or ASR "
+                           "events; check its ingestion quarantine row)", r.get("video_id"))
             continue
         asr = r.get("timeline_asr")
         rows.append({
