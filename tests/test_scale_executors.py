@@ -70,6 +70,7 @@ PARAMS = {
     "asr": {"backend": "test_scale_executors:InitLoggingAsr"},
     "ocr": {"backend": "test_scale_executors:InitLoggingOcr", "reuse_hamming": -1},
     "progress": False,
+    "frame_max_side": 320,  # small frames: the comparison does not need full-size ones
 }
 KINDS = {
     "inprocess": {"kind": "inprocess"},
