@@ -65,6 +65,10 @@ EXERCISED: dict[str, str] = {
         "tests/test_readme.py::test_readme_judge_override_runs_through_the_kedro_cli",
     "make mlflow": "tests/test_readme.py::test_make_mlflow_serves_the_ui",
     "make viz": "tests/test_viz.py::test_make_viz_site_lists_pipelines_datasets_and_previews",
+    'kedro run --pipelines ingestion --tags videos --params "ingestion.executor.kind=dask"':
+        "tests/test_scale_executors.py::test_ingestion_through_executor_equals_in_process",
+    "kedro run --pipelines ingestion --tags released --runner ParallelRunner":
+        "tests/test_parallel_runner.py::test_kedro_run_with_parallel_runner",
 }
 # What `make <target>` must run for the mapped test to exercise it.
 MAKE_RECIPES = {
