@@ -86,3 +86,31 @@ def test_unusable_video_names_are_refused(raw, tmp_path, outcome):
     outcome.record("path: dot-only / hidden / control-char video name", "ingestion (released)",
                    tried=1, handled=handled)
     assert handled
+
+
+def test_video_paths_outside_the_video_roots_are_not_read(tmp_path, outcome, caplog):
+    root, outside = tmp_path / "videos", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "v0.mp4").write_bytes(b"inside")
+    (outside / "secret.mp4").write_bytes(b"secret")
+    (root / "link.mp4").symlink_to(outside / "secret.mp4")  # inside by name, outside for real
+    qa = make_qa([["1"] * 5, ["1"] * 5, ["1"] * 5, ["1"] * 5])
+    videos = make_videos(qa)
+    videos["video_path"] = [str(root / "v0.mp4"), str(outside / "secret.mp4"),
+                            str(root / "link.mp4"), str(root / ".." / "outside" / "secret.mp4")]
+    videos["video_exists"] = True
+    labels, _ = classify_tasks(qa, {"assign_per_video": True})
+    qs = select_questions(qa, labels, videos, {"subset": {"splits": ["rl"]},
+                                               "video_roots": [str(root)]})
+    by_video = qs.drop_duplicates("video_id").set_index("video_id")
+    refused = by_video.loc[["v1", "v2", "v3"]]
+    handled = int((refused["video_path"].isna() & ~refused["video_exists"]).sum())
+    outcome.record("path: row video_path outside the video roots", "evaluation",
+                   tried=len(refused), handled=handled, lost=len(qa) - len(qs))
+    assert handled == 3 and len(qs) == len(qa)
+    assert by_video.at["v0", "video_path"] == str(root / "v0.mp4")
+    assert "outside evaluation.video_roots" in caplog.text and "v2" in caplog.text
+    # no configured roots: paths pass through unchanged
+    free = select_questions(qa, labels, videos, {"subset": {"splits": ["rl"]}})
+    assert free["video_path"].notna().all()

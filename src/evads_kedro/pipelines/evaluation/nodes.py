@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,10 +185,37 @@ def select_questions(qa: pd.DataFrame, task_labels: pd.DataFrame, videos: pd.Dat
     })
     out["dimension_slug"] = out["dimension"].map(rep.DIMENSION_SLUG)
     out["video_exists"] = out["video_exists"].fillna(False).astype(bool)
+    out = _confine_video_paths(out, params.get("video_roots"))
     out = out.sort_values(["video_id", "question_id"]).reset_index(drop=True)
     logger.info("evaluation subset: %d questions from %d videos (splits %s)", len(out),
                 out["video_id"].nunique(), splits)
     return out[QUESTION_COLUMNS]
+
+
+def _confine_video_paths(questions: pd.DataFrame, roots: Any) -> pd.DataFrame:
+    """Drop every ``video_path`` that does not resolve (symlinks included) inside one of
+    ``roots`` (``evaluation.video_roots``; relative to the project root): whatever a table
+    says, frames are only ever read from the configured video folders. Such a video is then
+    answered without frames (``input_mode = text_no_video``) and logged with the fix.
+    ``roots`` None leaves paths as they are (no configured root = no restriction)."""
+    if roots is None:
+        return questions
+    allowed = [resolve_path(r).resolve() for r in ([roots] if isinstance(roots, str) else roots)]
+    out = questions.copy()
+    refused: dict[str, str] = {}
+    for i, (vid, path) in enumerate(zip(out["video_id"], out["video_path"], strict=True)):
+        if not isinstance(path, str) or not path:
+            continue
+        real = Path(path).resolve()
+        if not any(real == r or r in real.parents for r in allowed):
+            refused[vid] = path
+            out.iat[i, out.columns.get_loc("video_path")] = None
+            out.iat[i, out.columns.get_loc("video_exists")] = False
+    for vid, path in refused.items():
+        logger.warning("video %s: %s is outside evaluation.video_roots %s; answered without "
+                       "frames. Add its folder to evaluation.video_roots if it is yours.", vid,
+                       path, [str(r) for r in allowed])
+    return out
 
 
 # ------------------------------------------------------------------------------ generation
