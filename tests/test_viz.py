@@ -107,3 +107,6 @@ def test_make_viz_site_lists_pipelines_datasets_and_previews(kedro_project):
     report = preview("evaluation_report_html")
     assert "<h1>E-VAds evaluation report</h1>" in report and "&lt;script&gt;" in report
     assert "permutation_rate" in json.dumps(preview("evaluation_task_report"))
+    # the Markdown leaderboard previews as its text (kedro-viz renders the Markdown)
+    md = preview("evaluation_leaderboard_md")
+    assert md.startswith("#") and "endpoint" in md and "second" in md
