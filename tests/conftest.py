@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,10 @@ def kedro_project(tmp_path, monkeypatch):
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    # kedro-mlflow's mlflow.set_experiment also leaves the experiment id active (a module global
+    # and MLFLOW_EXPERIMENT_ID); a later test on another tracking store would log into an id
+    # that does not exist there
+    import mlflow.tracking.fluent as fluent
+
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)

@@ -203,3 +203,27 @@ def test_local_backend_refuses_images_and_missing_dir(tiny_lm, tmp_path):
         asyncio.run(backend.chat(USER, images=[np.zeros((8, 8, 3), np.uint8)]))
     with pytest.raises(FileNotFoundError, match="config.json"):
         LocalTransformersChat(tmp_path)
+
+
+def test_sessions_of_loops_closed_without_cleanup_are_released(caplog):
+    """A loop closed without cancelling its tasks (not asyncio.run) cannot close its HTTP
+    session itself: the next loop's first call releases it, and nothing warns at collection."""
+    import gc
+    import logging
+
+    from evads_kedro.backends.llm import _LIVE_STATES
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with FakeLLMServer() as srv:
+        chat = OpenAICompatibleChat(srv.base_url, "m", api_key_env=None)
+        loop = asyncio.new_event_loop()
+        assert "ok" in loop.run_until_complete(chat.chat(USER, max_tokens=4)).text
+        loop.close()
+        (stale,) = [st for st in _LIVE_STATES if st.loop is loop]
+        assert not stale.session.closed
+        assert "ok" in asyncio.run(chat.chat(USER, max_tokens=4)).text  # a new loop
+        assert stale.session.closed and stale not in _LIVE_STATES
+        del loop, stale
+        gc.collect()
+    assert not [r for r in caplog.records if "Unclosed" in r.getMessage()
+                or "destroyed but it is pending" in r.getMessage()]

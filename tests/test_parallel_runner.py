@@ -44,8 +44,8 @@ def own_mlflow(tmp_path):
     """A private sqlite tracking store for the test; the previous URI is restored after."""
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("pickle-roundtrip")
-    yield
+    # not set_experiment: that would leave this store's experiment id active for later tests
+    yield mlflow.MlflowClient().create_experiment("pickle-roundtrip")
     mlflow.set_tracking_uri(previous)
 
 
@@ -57,7 +57,7 @@ def test_round_tripped_artifact_dataset_saves_and_logs(tmp_path, own_mlflow):
     clone = pickle.loads(pickle.dumps(ds))
     assert clone is not ds and clone._logging_activated is False  # state restored
     clone._logging_activated = True
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=own_mlflow) as run:
         clone.save(pd.DataFrame({"a": [1, 2]}))
     assert pd.read_csv(tmp_path / "t.csv")["a"].tolist() == [1, 2]
     logged = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "reports")]

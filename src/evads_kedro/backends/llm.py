@@ -27,6 +27,7 @@ qa_generation and the GRPO judge reward, so it knows nothing about E-VAds.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import email.utils
 import hashlib
@@ -37,6 +38,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -228,7 +230,7 @@ class _Response:
     text: str
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: kept in a WeakSet
 class _LoopState:
     loop: asyncio.AbstractEventLoop
     session: Any  # aiohttp.ClientSession bound to ``loop``
@@ -272,7 +274,7 @@ class _Endpoint:
         if st is None or st.loop is not loop:
             for k, old in list(self._loops.items()):  # drop state of closed loops
                 if old.loop.is_closed():
-                    del self._loops[k]
+                    _release(self._loops.pop(k))
             connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=_ssl_context(),
                                              enable_cleanup_closed=True)
             session = aiohttp.ClientSession(
@@ -282,7 +284,37 @@ class _Endpoint:
             st = _LoopState(loop, session, asyncio.Semaphore(self.concurrency), bucket)
             self._loops[id(loop)] = st
             st.keeper = loop.create_task(_close_when_cancelled(session))
+            _LIVE_STATES.add(st)
         return st
+
+
+# Every live per-loop state, so that loops nobody closes properly (a library's background
+# loop thread, e.g. TRL's for async rewards) still have their sessions released at exit.
+_LIVE_STATES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _release(st: _LoopState) -> None:
+    """Release the session of a loop that can no longer run it, without awaiting anything."""
+    _LIVE_STATES.discard(st)
+    if st.keeper is not None:
+        st.keeper._log_destroy_pending = False  # it can never run again: not an error
+    if not st.session.closed:
+        connector = st.session.connector
+        st.session.detach()
+        if connector is not None:
+            connector._close()
+
+
+@atexit.register
+def _release_all() -> None:
+    for st in list(_LIVE_STATES):
+        if st.loop.is_running() and not st.loop.is_closed():  # a loop in another thread
+            try:
+                asyncio.run_coroutine_threadsafe(st.session.close(), st.loop).result(2)
+                continue
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        _release(st)
 
 
 async def _close_when_cancelled(session: Any) -> None:
@@ -291,8 +323,9 @@ async def _close_when_cancelled(session: Any) -> None:
     left to the garbage collector warns about unclosed connections)."""
     try:
         await asyncio.Event().wait()
-    finally:
+    except asyncio.CancelledError:
         await session.close()
+        raise
 
 
 class OpenAICompatibleChat(ChatBackend):
