@@ -73,10 +73,24 @@ def kedro_project(tmp_path, monkeypatch):
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
-    # kedro-mlflow's mlflow.set_experiment also leaves the experiment id active (a module global
-    # and MLFLOW_EXPERIMENT_ID); a later test on another tracking store would log into an id
-    # that does not exist there
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals():
+    """After every test: no MLflow run left open and no experiment left active.
+
+    In-process Kedro sessions (kedro-mlflow) and tests leave both behind as module globals (and
+    ``MLFLOW_EXPERIMENT_ID``); a later test on another tracking store would log into a run or an
+    experiment id that does not exist there."""
+    yield
+    import sys
+
+    if "mlflow" not in sys.modules:  # nothing to reset, and no import cost
+        return
+    import mlflow
     import mlflow.tracking.fluent as fluent
 
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
     fluent._active_experiment_id = None
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
