@@ -211,7 +211,7 @@ def test_sessions_of_loops_closed_without_cleanup_are_released(caplog):
     import gc
     import logging
 
-    from evads_kedro.backends.llm import _LIVE_STATES
+    from evads_kedro.backends.llm import _LIVE_STATES, _release_all
 
     caplog.set_level(logging.ERROR, logger="asyncio")
     with FakeLLMServer() as srv:
@@ -223,7 +223,21 @@ def test_sessions_of_loops_closed_without_cleanup_are_released(caplog):
         assert not stale.session.closed
         assert "ok" in asyncio.run(chat.chat(USER, max_tokens=4)).text  # a new loop
         assert stale.session.closed and stale not in _LIVE_STATES
-        del loop, stale
+        # asyncio.run closed its own session properly: nothing of it is kept
+        assert not [st for st in _LIVE_STATES if st.loop.is_closed()]
+        # a loop left open and a backend dropped (a library's background loop): kept until
+        # exit, then released there
+        other = OpenAICompatibleChat(srv.base_url, "m2", api_key_env=None)
+        open_loop = asyncio.new_event_loop()
+        assert "ok" in open_loop.run_until_complete(other.chat(USER, max_tokens=4)).text
+        (kept,) = [st for st in _LIVE_STATES if st.loop is open_loop]
+        del loop, stale, other
+        gc.collect()
+        assert not kept.session.closed
+        _release_all()
+        assert kept.session.closed and kept not in _LIVE_STATES
+        open_loop.close()
+        del kept, open_loop
         gc.collect()
     assert not [r for r in caplog.records if "Unclosed" in r.getMessage()
                 or "destroyed but it is pending" in r.getMessage()]

@@ -38,7 +38,6 @@ import os
 import random
 import threading
 import time
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -230,7 +229,7 @@ class _Response:
     text: str
 
 
-@dataclass(eq=False)  # identity semantics: kept in a WeakSet
+@dataclass(eq=False)  # identity semantics: kept in a set
 class _LoopState:
     loop: asyncio.AbstractEventLoop
     session: Any  # aiohttp.ClientSession bound to ``loop``
@@ -283,14 +282,15 @@ class _Endpoint:
             bucket = TokenBucket(self.rate, self.burst) if self.rate else None
             st = _LoopState(loop, session, asyncio.Semaphore(self.concurrency), bucket)
             self._loops[id(loop)] = st
-            st.keeper = loop.create_task(_close_when_cancelled(session))
+            st.keeper = loop.create_task(_close_when_cancelled(st))
             _LIVE_STATES.add(st)
         return st
 
 
-# Every live per-loop state, so that loops nobody closes properly (a library's background
-# loop thread, e.g. TRL's for async rewards) still have their sessions released at exit.
-_LIVE_STATES: weakref.WeakSet = weakref.WeakSet()
+# Every per-loop state whose session is not closed yet. Held strongly: a loop nobody closes
+# properly (a library's background loop thread, e.g. TRL's for async rewards) would otherwise be
+# garbage-collected with its session open and warn; such states are released at exit.
+_LIVE_STATES: set = set()
 
 
 def _release(st: _LoopState) -> None:
@@ -317,14 +317,15 @@ def _release_all() -> None:
         _release(st)
 
 
-async def _close_when_cancelled(session: Any) -> None:
+async def _close_when_cancelled(st: _LoopState) -> None:
     """Keep ``session`` open for the life of its event loop: ``asyncio.run`` cancels leftover
     tasks before closing the loop, and the session is closed then, inside the loop (a session
     left to the garbage collector warns about unclosed connections)."""
     try:
         await asyncio.Event().wait()
     except asyncio.CancelledError:
-        await session.close()
+        await st.session.close()
+        _LIVE_STATES.discard(st)
         raise
 
 
