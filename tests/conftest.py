@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from evads_kedro.paths import RL_FILE, SFT_FILE, find_evads_data_dir
+from project_copy import enter_project, make_project
 
 pytest_plugins = ["fixtures_videos"]
 
@@ -46,26 +47,9 @@ def kedro_project(tmp_path, monkeypatch):
     The package itself is the installed one; relative catalog paths resolve inside tmp_path, and
     MLflow writes to a sqlite store there, so a test run never touches the developer's data.
     """
-    import shutil
-
-    from evads_kedro.paths import project_root
-
-    root = project_root()
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
-    shutil.copytree(root / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir(exist_ok=True)
-    (project / "src").mkdir()  # bootstrap_project wants it; the package is the installed one
-    for layer in ("01_raw/videos", "02_intermediate", "03_primary", "04_feature", "07_model_output",
-                  "08_reporting"):
-        (project / "data" / layer).mkdir(parents=True, exist_ok=True)
-    (project / "logs").mkdir()
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("EVADS_MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
-    monkeypatch.setenv("KEDRO_LOGGING_CONFIG", str(project / "conf" / "logging.yml"))
+    project = make_project(tmp_path)
     data_dir = find_evads_data_dir()
-    monkeypatch.setenv("EVADS_DATA_DIR", str(data_dir) if data_dir else str(tmp_path / "no-release"))
+    enter_project(monkeypatch, project, data_dir or tmp_path / "no-release")
     yield project
     # kedro-mlflow leaves its run open after an in-process session.run; the next session in
     # this process would log into it.

@@ -180,3 +180,23 @@ def run_videos(project: Path, **ingestion):
         # would stay active and the next session would log into it
         while mlflow.active_run():
             mlflow.end_run()
+
+
+def kill_group_when(proc: subprocess.Popen, ready, what: str, timeout: float = 300,
+                    poll: float = 0.02) -> None:
+    """SIGKILL ``proc``'s process group as soon as ``ready()`` is true (the process must still
+    be running until then, and ``what`` must happen within ``timeout`` seconds)."""
+    import signal
+
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, f"{what} never happened"
+            time.sleep(poll)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL

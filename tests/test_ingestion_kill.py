@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from test_ingestion_helpers import colour_video, needs_ffmpeg
+from test_ingestion_helpers import colour_video, kill_group_when, needs_ffmpeg
 
 TESTS = Path(__file__).resolve().parent
 DURATIONS = (2, 3, 4, 5)  # distinct, so the fake ASR's call log tells the videos apart
@@ -55,18 +53,8 @@ def test_killed_run_resumes_without_redoing_finished_videos(kedro_project, tmp_p
 
     # 1. run with a slow fake ASR; SIGKILL as soon as the first video's ASR record exists
     proc = _kedro_run(kedro_project, root, log, delay_s=3.0)
-    deadline = time.monotonic() + 600
-    try:
-        while not list(asr_dir.glob("*.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the first ASR record never appeared"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_group_when(proc, lambda: any(asr_dir.glob("*.json")), "the first ASR record",
+                    timeout=600, poll=0.05)
     finished = {p.stem: (p.read_bytes(), p.stat().st_mtime_ns) for p in asr_dir.glob("*.json")}
     assert 1 <= len(finished) < len(DURATIONS), finished.keys()
     calls_before = _calls(log)

@@ -26,6 +26,7 @@ from evads_kedro.executors import (
     get_executor,
     shutdown_executors,
 )
+from project_copy import enter_project, make_project
 from test_ingestion_helpers import FakeAsr, FakeOcr, lavfi_video, needs_ffmpeg, run_videos
 
 TESTS = Path(__file__).resolve().parent
@@ -122,24 +123,9 @@ def test_pool_and_cluster_map_every_item_and_surface_errors(kind):
 def project_copy(where: Path):
     """A throw-away copy of the project (as the ``kedro_project`` fixture, usable from a
     module-scoped fixture): conf + pyproject, its own data/ and sqlite MLflow, cwd inside."""
-    from evads_kedro.paths import project_root
-
-    root = project_root()
-    project = where / "project"
-    project.mkdir()
-    shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
-    shutil.copytree(root / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir(exist_ok=True)
-    (project / "src").mkdir()
-    for layer in ("01_raw/videos", "02_intermediate", "03_primary", "04_feature",
-                  "08_reporting"):
-        (project / "data" / layer).mkdir(parents=True, exist_ok=True)
-    (project / "logs").mkdir()
+    project = make_project(where)
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        mp.setenv("EVADS_MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
-        mp.setenv("KEDRO_LOGGING_CONFIG", str(project / "conf" / "logging.yml"))
-        mp.setenv("EVADS_DATA_DIR", str(where / "no-release"))
+        enter_project(mp, project, where / "no-release")
         yield project
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from project_copy import enter_project, make_project
+
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if TESTS not in sys.path:  # helpers of the main suite (llm_server, test_ingestion_helpers...)
     sys.path.insert(0, TESTS)
@@ -72,37 +74,13 @@ def pytest_unconfigure(config) -> None:
         sys.stdout.flush()
 
 
-def _make_project(base):
-    """A throw-away project copy like ``tests/conftest.py::kedro_project`` (module-scoped
-    callers need their own: that fixture is per test)."""
-    import shutil
-
-    from evads_kedro.paths import project_root
-
-    root = project_root()
-    project = base / "project"
-    project.mkdir()
-    shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
-    shutil.copytree(root / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir(exist_ok=True)
-    (project / "src").mkdir()
-    for layer in ("01_raw/videos", "02_intermediate", "03_primary", "04_feature",
-                  "07_model_output", "08_reporting"):
-        (project / "data" / layer).mkdir(parents=True, exist_ok=True)
-    (project / "logs").mkdir()
-    return project
-
-
 @pytest.fixture(scope="module")
 def module_project(tmp_path_factory):
     """``kedro_project`` for a whole module: cwd, MLflow store and logging point inside it."""
     base = tmp_path_factory.mktemp("relproj")
-    project = _make_project(base)
+    project = make_project(base)
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        mp.setenv("EVADS_MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
-        mp.setenv("KEDRO_LOGGING_CONFIG", str(project / "conf" / "logging.yml"))
-        mp.setenv("EVADS_DATA_DIR", str(base / "no-release"))
+        enter_project(mp, project, base / "no-release")
         yield project
     import mlflow
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from llm_server import FakeLLMServer, prompt_text
+from test_ingestion_helpers import kill_group_when
 
 TESTS = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -39,18 +39,7 @@ def _lines(path: Path) -> int:
 
 def _kill_when(proc: subprocess.Popen, path: Path, n_lines: int) -> None:
     """SIGKILL the run's process group once ``path`` holds ``n_lines`` lines."""
-    deadline = time.monotonic() + 300
-    try:
-        while _lines(path) < n_lines:
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, f"{path.name} never reached {n_lines} lines"
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_group_when(proc, lambda: _lines(path) >= n_lines, f"{path.name} reaching {n_lines} lines")
 
 
 def _finish(proc: subprocess.Popen) -> None:
