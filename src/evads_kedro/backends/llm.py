@@ -114,6 +114,17 @@ class ChatBackend(ABC):
         raise ChatError("no_choice", f"{type(self).__name__} cannot score fixed options")
 
 
+def resolve_constrained(backend: ChatBackend, setting: Any, name: str) -> tuple[bool, str]:
+    """(use constrained decoding?, model id for cache keys) for a ``constrained`` parameter
+    ``auto`` (when ``backend`` can score fixed options) / true / false. A constrained model is
+    another model: its id gets ``+choice`` so its cached replies never mix with free ones."""
+    on = backend.supports_choice if setting == "auto" else bool(setting)
+    if on and not backend.supports_choice:
+        raise ValueError(f"{name} is true but {backend!r} cannot score fixed options; use "
+                         f"{name}: auto/false (or a local text model)")
+    return on, backend.model_id + ("+choice" if on else "")
+
+
 # ------------------------------------------------------------------------------- rate limit
 class TokenBucket:
     """Async token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``.

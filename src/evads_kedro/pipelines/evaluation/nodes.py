@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evads_kedro.backends.llm import ChatBackend, build_chat
+from evads_kedro.backends.llm import ChatBackend, build_chat, resolve_constrained
 from evads_kedro.pipelines.evaluation import report as rep
 from evads_kedro.pipelines.evaluation import task_llm, tasks
 from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text_hash
@@ -359,14 +359,8 @@ def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("set evaluation.judge_prompt_path to a judge prompt template")
     template = load_template(path, JUDGE_FIELDS)
     backend = build_chat(j.get("backend") or {})
-    constrained = j.get("constrained", False)
-    if constrained == "auto":
-        constrained = backend.supports_choice
-    elif constrained and not backend.supports_choice:
-        raise ValueError(f"evaluation.judge.constrained is true but {backend!r} cannot score "
-                         "fixed options; use constrained: auto/false (or a local text model)")
-    # a constrained judge is another judge: its cache keys must not mix with free replies
-    model_id = backend.model_id + ("+choice" if constrained else "")
+    constrained, model_id = resolve_constrained(backend, j.get("constrained", False),
+                                                "evaluation.judge.constrained")
     return {"backend": backend, "template": template, "template_path": str(path),
             "template_hash": text_hash(template), "model_id": model_id,
             "constrained": bool(constrained),

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from evads_kedro.backends.llm import build_chat
+from evads_kedro.backends.llm import build_chat, resolve_constrained
 from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text_hash
 from evads_kedro.pipelines.evaluation.runner import Job, run_jobs, run_sync
 from evads_kedro.pipelines.evaluation.tasks import parse_task_reply
@@ -70,12 +70,8 @@ def llm_task_labels(qa: pd.DataFrame, cache: JsonlCache, settings: Mapping[str, 
                          "model: ...}) or use method: rules")
     template = load_template(settings.get("prompt_path") or DEFAULT_PROMPT, ("question",))
     backend = build_chat(backend_spec)
-    constrained = settings.get("constrained", "auto")
-    constrained = backend.supports_choice if constrained == "auto" else bool(constrained)
-    if constrained and not backend.supports_choice:
-        raise ValueError(f"task_classifier.constrained is true but {backend!r} cannot score "
-                         "fixed options; use constrained: auto/false")
-    model_id = backend.model_id + ("+choice" if constrained else "")
+    constrained, model_id = resolve_constrained(backend, settings.get("constrained", "auto"),
+                                                "task_classifier.constrained")
     template_hash = text_hash(template)
     jobs = []
     for qid, question in zip(qa["question_id"], qa["question"], strict=True):
