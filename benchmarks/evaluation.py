@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from evads_kedro.backends.llm import clear_chat_cache  # noqa: E402
-from evads_kedro.pipelines.evaluation.cache import JsonlCache  # noqa: E402
+from evads_kedro.calls.cache import JsonlCache  # noqa: E402
 from evads_kedro.pipelines.evaluation.nodes import generate_answers  # noqa: E402
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evads_kedro.pipelines.evaluation.cache import JsonlCache, JsonlCacheDataset, stable_hash
+from evads_kedro.calls.cache import JsonlCache, stable_hash
+from evads_kedro.datasets.jsonl_cache import JsonlCacheDataset
 from evads_kedro.pipelines.evaluation.nodes import (
     generate_answers,
     judge_answers,
@@ -123,7 +124,7 @@ def test_rerun_makes_zero_calls(tmp_path):
 CHILD = """
 import json, sys
 import pandas as pd
-from evads_kedro.pipelines.evaluation.cache import JsonlCache
+from evads_kedro.calls.cache import JsonlCache
 from evads_kedro.pipelines.evaluation.nodes import generate_answers
 qs = pd.read_parquet(sys.argv[1])
 params = json.loads(open(sys.argv[2]).read())

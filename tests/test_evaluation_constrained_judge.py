@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evads_kedro.backends.llm import ChatError, LocalTransformersChat
-from evads_kedro.pipelines.evaluation.nodes import JUDGE_CHOICES, judge_call, judge_settings
+from evads_kedro.calls.judge import JUDGE_CHOICES, judge_call, judge_settings
 from evaluation_data import build_tiny_lm
 from llm_server import FakeLLMServer
 
@@ -76,7 +76,7 @@ def test_constrained_needs_a_backend_that_scores_options():
 
 
 def test_constrained_task_classifier_labels_every_question(tiny_lm, tmp_path):
-    from evads_kedro.pipelines.evaluation.cache import JsonlCache
+    from evads_kedro.calls.cache import JsonlCache
     from evads_kedro.pipelines.evaluation.nodes import classify_tasks
     from evaluation_data import make_qa
 

@@ -9,14 +9,14 @@ import re
 import pandas as pd
 import pytest
 
-from evads_kedro.pipelines.evaluation.cache import JsonlCache
+from evads_kedro.calls.cache import JsonlCache
+from evads_kedro.calls.templates import load_template, render
 from evads_kedro.pipelines.evaluation.nodes import (
     generate_answers,
     judge_answers,
     select_questions,
 )
 from evads_kedro.pipelines.evaluation.tasks import classify_tasks
-from evads_kedro.pipelines.evaluation.templates import load_template, render
 from evads_kedro.scoring import InvalidScore, parse_judge_reply
 from evaluation_data import eval_params, make_qa, make_videos, scripted_responder
 from llm_server import FakeLLMServer, Reply, scripted

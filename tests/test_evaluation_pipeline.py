@@ -14,11 +14,11 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import ParquetDataset
 
+from evads_kedro.calls.templates import load_template, render
 from evads_kedro.datasets import FramesDataset
+from evads_kedro.datasets.jsonl_cache import JsonlCacheDataset
 from evads_kedro.frames import FrameStack
 from evads_kedro.pipelines.evaluation import create_pipeline
-from evads_kedro.pipelines.evaluation.cache import JsonlCacheDataset
-from evads_kedro.pipelines.evaluation.templates import load_template, render
 from evads_kedro.scoring import all_scores
 from evaluation_data import build_tiny_lm, eval_params, make_qa, make_videos, scripted_responder
 from llm_server import FakeLLMServer, Status, prompt_text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from evads_kedro.pipelines.evaluation.cache import JsonlCache
+from evads_kedro.calls.cache import JsonlCache
 from evads_kedro.pipelines.evaluation.nodes import classify_tasks
 from evaluation_data import QUESTIONS, make_qa
 from llm_server import FakeLLMServer, Reply, Status, prompt_text

@@ -70,7 +70,7 @@ def vl_responder(body, n):
 
 
 def test_captions_of_keyframes_reach_every_agent_prompt(tmp_path):
-    from evads_kedro.pipelines.evaluation.cache import JsonlCache
+    from evads_kedro.calls.cache import JsonlCache
     from llm_server import FakeLLMServer
 
     frames = {"ad_jacket": scene_stack("ad_jacket", [("red", 3), ("blue", 4), ("green", 7)]),
@@ -150,7 +150,7 @@ def blind_responder(body, n):
 
 
 def test_blind_check_rejects_items_answerable_without_the_video(tmp_path):
-    from evads_kedro.pipelines.evaluation.cache import JsonlCache
+    from evads_kedro.calls.cache import JsonlCache
     from llm_server import FakeLLMServer
 
     with FakeLLMServer(blind_responder) as srv:

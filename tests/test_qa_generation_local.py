@@ -38,8 +38,8 @@ def test_smollm2_run_completes_on_two_sample_ads(sample_ground_truth, tmp_path):
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
 
+    from evads_kedro.calls.cache import JsonlCache
     from evads_kedro.paths import project_root
-    from evads_kedro.pipelines.evaluation.cache import JsonlCache
     from evads_kedro.pipelines.qa_generation import create_pipeline
 
     ids = ["ad_apparel_jacket", "ad_beauty_lipstick"]

@@ -258,7 +258,7 @@ def test_exports_reimport_with_the_foundation_importer(result, tmp_path):
 
 
 def test_rerun_is_stable_and_served_from_the_cache(server, result, tmp_path):
-    from evads_kedro.pipelines.evaluation.cache import JsonlCache
+    from evads_kedro.calls.cache import JsonlCache
 
     cache = JsonlCache(tmp_path / "calls.jsonl")
     first = run_slice(server.base_url, cache)

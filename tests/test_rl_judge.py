@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text_hash
-from evads_kedro.pipelines.evaluation.templates import load_template, render
+from evads_kedro.calls.cache import JsonlCache, stable_hash, text_hash
+from evads_kedro.calls.templates import load_template, render
 from evads_kedro.pipelines.rl_training import smoke_judge as sj
 from evads_kedro.pipelines.rl_training.judge import BatchJudge, JudgeItem
 from evads_kedro.pipelines.rl_training.rewards import JudgeReward

@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from evads_kedro.pipelines.evaluation.cache import JsonlCache
+from evads_kedro.calls.cache import JsonlCache
 from evads_kedro.pipelines.rl_training import nodes
 from evads_kedro.pipelines.rl_training.smoke_judge import SmokeJudgeServer
 from test_rl_data import _write_video, qa_table

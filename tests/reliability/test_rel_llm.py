@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from evads_kedro.pipelines.evaluation.cache import JsonlCache
+from evads_kedro.calls.cache import JsonlCache
 from evads_kedro.pipelines.evaluation.nodes import (
     generate_answers,
     judge_answers,

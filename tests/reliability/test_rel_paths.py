@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evads_kedro.calls.cache import JsonlCache
 from evads_kedro.datasets import FramesDataset
 from evads_kedro.frames import FrameStack
-from evads_kedro.pipelines.evaluation.cache import JsonlCache
 from evads_kedro.pipelines.evaluation.nodes import generate_answers, select_questions
 from evads_kedro.pipelines.evaluation.tasks import classify_tasks
 from evads_kedro.pipelines.ingestion.released import ReleasedRowError, resolve_video_path

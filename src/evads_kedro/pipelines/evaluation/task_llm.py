@@ -20,10 +20,10 @@ from typing import Any
 import pandas as pd
 
 from evads_kedro.backends.llm import build_chat, resolve_constrained
-from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash, text_hash
-from evads_kedro.pipelines.evaluation.runner import Job, run_jobs, run_sync
+from evads_kedro.calls.cache import JsonlCache, stable_hash, text_hash
+from evads_kedro.calls.runner import Job, run_jobs, run_sync
+from evads_kedro.calls.templates import load_template, render
 from evads_kedro.pipelines.evaluation.tasks import parse_task_reply
-from evads_kedro.pipelines.evaluation.templates import load_template, render
 from evads_kedro.taxonomy import TASK_CODES
 
 LLM_LABEL_COLUMNS = ["question_id", "llm_status", "llm_task", "llm_raw_reply", "llm_error",

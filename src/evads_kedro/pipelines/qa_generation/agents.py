@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evads_kedro.pipelines.evaluation.cache import JsonlCache, stable_hash
+from evads_kedro.calls.cache import JsonlCache, stable_hash
+from evads_kedro.calls.runner import Job
+from evads_kedro.calls.templates import render
 
 PERSONAS: dict[str, str] = {
     "consumer": "Consumer",
@@ -75,8 +77,6 @@ def prefill_text(params: Mapping[str, Any], persona: PersonaPrompt, call: int) -
         pf = LOCAL_PREFILL if (params.get("llm") or {}).get("backend") == "local" else None
     if not pf:
         return None
-    from evads_kedro.pipelines.evaluation.templates import render
-
     task = persona.tasks[call % len(persona.tasks)] if persona.tasks else ""
     return render(str(pf), task=task)
 
@@ -184,8 +184,6 @@ def _merge_fragments(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------------- calls
 def _chat_job(backend, messages, decoding, key: str, meta: Mapping[str, Any]):
-    from evads_kedro.pipelines.evaluation.runner import Job
-
     async def run() -> dict[str, Any]:
         reply = await backend.chat(messages, temperature=float(decoding.get("temperature", 0.7)),
                                    seed=decoding.get("seed"),

@@ -2,7 +2,7 @@
 
 For every item that passed the deterministic checks, the answering model gets the question
 alone (no timeline, no captions) and the evaluation judge (same template, strict
-``Answer: <R5>`` parsing and retries as :func:`evads_kedro.pipelines.evaluation.nodes.judge_call`)
+``Answer: <R5>`` parsing and retries as :func:`evads_kedro.calls.judge.judge_call`)
 grades that blind answer against the reference. ``R5 >= threshold`` means the item is answerable
 blind and is rejected as ``answerable_blind``. Both calls are cached: the blind answer by
 (model, messages, decoding), the judgement by (judge model, template hash, question, reference,
@@ -15,9 +15,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from evads_kedro.pipelines.evaluation.cache import stable_hash, text_hash
-from evads_kedro.pipelines.evaluation.runner import Job
-from evads_kedro.pipelines.evaluation.templates import render
+from evads_kedro.calls.cache import stable_hash, text_hash
+from evads_kedro.calls.judge import judge_call, judge_settings
+from evads_kedro.calls.runner import Job
+from evads_kedro.calls.templates import render
 from evads_kedro.scoring import split_completion
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ logger = logging.getLogger(__name__)
 def judge_settings_for(bp: Mapping[str, Any], default_llm: Mapping[str, Any]) -> dict[str, Any]:
     """The evaluation judge settings (backend, template, decoding, identity) for the blind
     check: ``blind_check.judge`` with its backend defaulting to the agents' llm."""
-    from evads_kedro.pipelines.evaluation.nodes import judge_settings
-
     j = dict(bp.get("judge") or {})
     j["backend"] = j.get("backend") or dict(default_llm)
     return judge_settings({"judge_prompt_path": bp.get("judge_prompt_path",
@@ -63,8 +62,6 @@ def blind_verdicts(items: list[Mapping[str, Any]], timelines: Mapping[str, str],
                         backends=[answerer])
 
     js = judge_settings_for(bp, params["llm"])
-    from evads_kedro.pipelines.evaluation.nodes import judge_call
-
     out: list[dict[str, Any]] = [{} for _ in items]
     judge_jobs, judge_pos = [], []
     for i, (it, res) in enumerate(zip(items, answers, strict=True)):

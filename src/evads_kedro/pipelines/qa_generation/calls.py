@@ -1,6 +1,6 @@
 """Run a batch of cached chat calls with a progress bar (items / cached / errors).
 
-A thin layer over the evaluation runner (:func:`~evads_kedro.pipelines.evaluation.runner.run_jobs`):
+A thin layer over the evaluation runner (:func:`~evads_kedro.calls.runner.run_jobs`):
 finished calls go to the pipeline's append-only JSONL cache (or, with ``use_cache: false``, a
 throw-away in-memory one), a failed call is a ``failed`` record with its reason and never stops
 the batch, and the backends are closed on the event loop that used them.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evads_kedro.pipelines.evaluation.runner import Job, run_jobs, run_sync
+from evads_kedro.calls.runner import Job, run_jobs, run_sync
 
 
 class MemoryCache:

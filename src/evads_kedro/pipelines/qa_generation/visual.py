@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from evads_kedro.backends.captions import build_captioner, frame_hash, select_keyframes
-from evads_kedro.pipelines.evaluation.cache import stable_hash, text_hash
-from evads_kedro.pipelines.evaluation.runner import Job
+from evads_kedro.calls.cache import stable_hash, text_hash
+from evads_kedro.calls.runner import Job
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from evads_kedro.calls.cache import stable_hash, text_hash
+from evads_kedro.calls.judge import judge_call, judge_settings
+from evads_kedro.calls.runner import Job, run_jobs
+from evads_kedro.calls.templates import render
+
 logger = logging.getLogger(__name__)
 
 ROLES = ("answer", "trace")
@@ -50,7 +55,7 @@ class Judge(Protocol):
 class BatchJudge:
     """The evaluation judge behind the :class:`Judge` protocol, cached and concurrent.
 
-    ``settings`` is :func:`evads_kedro.pipelines.evaluation.nodes.judge_settings` of the
+    ``settings`` is :func:`evads_kedro.calls.judge.judge_settings` of the
     parameters (backend built with ``evads_kedro.backends.llm.build_chat``, template, decoding,
     ``invalid_retries``, ``concurrency``). Empty texts score R5 = 0 without a call.
     """
@@ -65,13 +70,9 @@ class BatchJudge:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], cache) -> BatchJudge:
-        from evads_kedro.pipelines.evaluation.nodes import judge_settings
-
         return cls(judge_settings(params), cache)
 
     def key(self, role: str, question_id: str, text: str) -> str:
-        from evads_kedro.pipelines.evaluation.cache import stable_hash, text_hash
-
         payload = {"kind": "judgement", "judge": self.model_id, "template": self.template_hash,
                    "question_id": question_id, "judged": text_hash(text)}
         if role != "answer":  # answer keys are exactly the evaluation pipeline's
@@ -79,17 +80,11 @@ class BatchJudge:
         return stable_hash(payload)
 
     def prompt(self, item: JudgeItem) -> str:
-        from evads_kedro.pipelines.evaluation.templates import render
-
         return render(self.settings["template"], question=item.question, metadata=item.metadata,
                       clues=item.clues or "", reference_answer=item.reference,
                       model_output=item.output)
 
     async def judge_batch(self, role: str, items: Sequence[JudgeItem]) -> list[float | None]:
-        from evads_kedro.pipelines.evaluation import nodes as ev
-        from evads_kedro.pipelines.evaluation.runner import Job, run_jobs
-
-        judge_call = getattr(ev, "judge_call", None) or ev._judge_call
         out: list[float | None] = [None] * len(items)
         jobs, where = [], []
         for i, item in enumerate(items):

@@ -329,7 +329,7 @@ def evaluate_heldout(model, processing_class, heldout: pd.DataFrame, judge,
                      params: Mapping[str, Any]) -> dict[str, Any]:
     """Answer the held-out questions and judge the answers (same judge, same cache):
     mean S / R3 / R5 / MG over judged items, format rate, counts of failed judgements."""
-    from evads_kedro.pipelines.evaluation.runner import run_sync
+    from evads_kedro.calls.runner import run_sync
     from evads_kedro.pipelines.rl_training.judge import JudgeItem
     from evads_kedro.scoring import SCORE_KINDS, format_reward, score, split_completion
 

@@ -1,7 +1,7 @@
 """Run many cached async calls: cache lookup, bounded concurrency per group, durable appends.
 
 A :class:`Job` is one model or judge call identified by its cache key. Cached jobs are
-answered from the :class:`~evads_kedro.pipelines.evaluation.cache.JsonlCache` without any call;
+answered from the :class:`~evads_kedro.calls.cache.JsonlCache` without any call;
 the others run concurrently (at most ``concurrency[group]`` at a time per group, e.g. per model
 under test) and each finished result is appended to the cache the moment it arrives. A job that
 raises is recorded as ``failed`` with its reason and never stops the batch; failures are not
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evads_kedro.backends.llm import ChatError
-from evads_kedro.pipelines.evaluation.cache import JsonlCache
+from evads_kedro.calls.cache import JsonlCache
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Append-only JSONL cache of finished model/judge calls, and its Kedro dataset.
+"""Append-only JSONL cache of finished model/judge calls.
 
 One line per finished call: ``{"key": <sha256>, ...record}``. Appends are written with a
 single ``write`` on an ``O_APPEND`` descriptor and fsync'd before :meth:`JsonlCache.put`
@@ -7,7 +7,8 @@ the calls still in flight. Loading tolerates a torn last line (a write cut by a 
 and ignores it; the next append first terminates that line so it never glues onto a record.
 When a key appears twice (two concurrent runs), the last record wins.
 
-Nodes get a :class:`JsonlCache` handle through the catalog (:class:`JsonlCacheDataset`), look
+Nodes get a :class:`JsonlCache` handle through the catalog
+(:class:`evads_kedro.datasets.jsonl_cache.JsonlCacheDataset`), look
 keys up before calling a model and append right after each call.
 """
 
@@ -20,8 +21,6 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
-
-from kedro.io import AbstractDataset, DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -146,28 +145,3 @@ class JsonlCache:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-class JsonlCacheDataset(AbstractDataset[None, JsonlCache]):
-    """Catalog entry for a :class:`JsonlCache`: loading returns the live handle.
-
-    The nodes append through the handle while they run (that is the point: persistence per
-    finished call); saving a whole cache is therefore refused.
-    """
-
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
-        self._filepath = Path(filepath)
-        self.metadata = metadata
-
-    def _load(self) -> JsonlCache:
-        return JsonlCache(self._filepath)
-
-    def _save(self, data: Any) -> None:
-        raise DatasetError(f"{self._filepath} is an append-only cache: nodes append through "
-                           "the handle they load, they never save it whole")
-
-    def _exists(self) -> bool:
-        return True  # an absent file is an empty cache
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

@@ -1,0 +1,75 @@
+"""The LLM judge of SPEC §6: settings from parameters, one judgement call, strict reply parsing.
+
+Shared by evaluation (grading answers), qa_generation (the blind check) and rl_training (the
+judge reward): :func:`judge_settings` builds the backend, template and decoding once, with the
+judge's identity (model id, template hash) for cache keys; :func:`judge_call` makes a coroutine
+factory of one judgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from evads_kedro.backends.llm import build_chat, resolve_constrained
+from evads_kedro.calls.cache import text_hash
+from evads_kedro.calls.templates import JUDGE_FIELDS, load_template
+from evads_kedro.scoring import InvalidScore, parse_judge_reply
+
+
+def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Judge backend + template + decoding, with its identity (model id, template hash)."""
+    j = dict(params.get("judge") or {})
+    path = params.get("judge_prompt_path") or j.get("prompt_path")
+    if not path:
+        raise ValueError("set evaluation.judge_prompt_path to a judge prompt template")
+    template = load_template(path, JUDGE_FIELDS)
+    backend = build_chat(j.get("backend") or {})
+    constrained, model_id = resolve_constrained(backend, j.get("constrained", False),
+                                                "evaluation.judge.constrained")
+    return {"backend": backend, "template": template, "template_path": str(path),
+            "template_hash": text_hash(template), "model_id": model_id,
+            "constrained": bool(constrained),
+            "temperature": float(j.get("temperature", 0.0)), "seed": j.get("seed", 42),
+            "max_tokens": int(j.get("max_tokens", 16)),
+            "invalid_retries": int(j.get("invalid_retries", 2)),
+            "concurrency": int(j.get("concurrency") or (j.get("backend") or {}).get(
+                "concurrency") or 1),
+            "smoke_test": bool(j.get("smoke_test", False))}
+
+
+# The five legal judge replies (SPEC §6), scored as fixed options by a constrained judge.
+JUDGE_CHOICES = ("Answer: 0", "Answer: 0.25", "Answer: 0.5", "Answer: 0.75", "Answer: 1.0")
+
+
+def judge_call(js: Mapping[str, Any], prompt: str):
+    """Coroutine factory of one judgement (reused by the GRPO judge reward): ask, parse
+    strictly, re-ask up to ``invalid_retries`` times, else an ``invalid`` record with the raw
+    replies. A ``constrained`` judge instead picks the most likely of :data:`JUDGE_CHOICES`
+    (always legal). Transport failures raise :class:`~evads_kedro.backends.llm.ChatError`."""
+
+    async def run() -> dict[str, Any]:
+        replies: list[str] = []
+        error = ""
+        if js.get("constrained"):
+            reply = await js["backend"].choose([{"role": "user", "content": prompt}],
+                                               JUDGE_CHOICES)
+            return {"kind": "judgement", "status": "ok", "r5": parse_judge_reply(reply.text),
+                    "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
+                    "choice_logprobs": reply.raw.get("choice_logprobs")}
+        for attempt in range(1, js["invalid_retries"] + 2):
+            reply = await js["backend"].chat([{"role": "user", "content": prompt}],
+                                             temperature=js["temperature"], seed=js["seed"],
+                                             max_tokens=js["max_tokens"])
+            replies.append(reply.text)
+            try:
+                r5 = parse_judge_reply(reply.text)
+            except InvalidScore as exc:
+                error = str(exc)
+                continue
+            return {"kind": "judgement", "status": "ok", "r5": r5, "raw_reply": reply.text,
+                    "raw_replies": replies, "attempts": attempt}
+        return {"kind": "judgement", "status": "invalid", "r5": None,
+                "raw_reply": replies[-1] if replies else None, "raw_replies": replies,
+                "attempts": len(replies), "error": error}
+    return run
