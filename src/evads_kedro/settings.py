@@ -5,14 +5,14 @@ import os
 from kedro.config import OmegaConfigLoader
 
 from evads_kedro.credentials import CredentialsEnvHook
-from evads_kedro.hooks import PrintReportsHook
+from evads_kedro.hooks import PrintReportsHook, ValidateParametersHook
 
 # No model hub is reachable in our target environments: a hub lookup would hang, not fail.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
-HOOKS = (PrintReportsHook(), CredentialsEnvHook())
+HOOKS = (ValidateParametersHook(), PrintReportsHook(), CredentialsEnvHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 

@@ -1,0 +1,27 @@
+"""The judge block (calls.judge.judge_settings), used by evaluation, qa_generation's blind
+check and rl_training's reward."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
+
+from evads_kedro.params.base import Block
+from evads_kedro.params.chat import ChatBackend
+
+Constrained = bool | Literal["auto"]
+
+
+class Judge(Block):
+    """``<pipeline>.judge``: backend, decoding and retries of the SPEC §6 judge."""
+
+    backend: ChatBackend | None
+    temperature: NonNegativeFloat
+    seed: int | None
+    max_tokens: PositiveInt
+    invalid_retries: NonNegativeInt
+    smoke_test: bool | None = None
+    constrained: Constrained | None = None
+    concurrency: PositiveInt | None = None
+    prompt_path: str | None = None
