@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from evads_kedro import assets
-from evads_kedro.assets import AssetIntegrityError, AssetMissingError
+from evads_kedro.assets import AssetIntegrityError, AssetMissingError, store, whisper_pt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,7 +72,7 @@ def test_integrity_error_names_file_hashes_and_fix(tmp_path):
     f = tmp_path / "w.bin"
     f.write_bytes(b"weights")
     with pytest.raises(AssetIntegrityError) as ei:
-        assets._check_file(f, "0" * 64)
+        store._check_file(f, "0" * 64)
     msg = str(ei.value)
     assert str(f) in msg and "0" * 64 in msg and ei.value.actual in msg
     assert "delete" in msg and "prepare" in msg
@@ -122,7 +122,7 @@ def test_ct2_reader_dequantizes_int8_and_resolves_aliases(tmp_path):
     )
     variables, aliases, name, revision = assets.read_ct2_variables(path)
     assert (name, revision, aliases) == ("TinySpec", 1, {"proj/weight": "emb/weight"})
-    out = assets._ct2_float32(variables, aliases)
+    out = whisper_pt._ct2_float32(variables, aliases)
     assert "emb/weight_scale" not in out
     np.testing.assert_allclose(out["emb/weight"], w, atol=1 / 127)
     assert out["proj/weight"] is out["emb/weight"]

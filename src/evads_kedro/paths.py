@@ -11,12 +11,16 @@ RL_FILE = "EVAds_RL.parquet"
 
 
 def project_root() -> Path:
-    """The directory containing ``pyproject.toml`` above this package (the Kedro project root)."""
+    """The Kedro project root: the nearest folder holding ``pyproject.toml`` above this package
+    (an editable install), else above the working directory (an installed package run from a
+    project), else the working directory itself."""
     here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").is_file():
-            return parent
-    raise FileNotFoundError(f"no pyproject.toml above {here}")
+    cwd = Path.cwd().resolve()
+    for start in (here, cwd / "_"):
+        for parent in start.parents:
+            if (parent / "pyproject.toml").is_file():
+                return parent
+    return cwd
 
 
 def find_evads_data_dir() -> Path | None:
@@ -26,11 +30,5 @@ def find_evads_data_dir() -> Path | None:
     not silently replaced); otherwise ``<project root>/../shared/evads``.
     """
     env = os.environ.get(EVADS_DATA_DIR_ENV)
-    if env:
-        candidate = Path(env).expanduser()
-    else:
-        try:
-            candidate = project_root().parent / "shared" / "evads"
-        except FileNotFoundError:
-            return None
+    candidate = Path(env).expanduser() if env else project_root().parent / "shared" / "evads"
     return candidate.resolve() if candidate.is_dir() else None

@@ -41,7 +41,6 @@ decides per video from a demux-only keyframe scan (:func:`plan_decode`, ~1 % of 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import stat
@@ -53,6 +52,7 @@ from typing import Any, Literal
 import numpy as np
 
 from evads_kedro.frames import FrameStack
+from evads_kedro.hashing import sha256_file
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 DecodeMethod = Literal["sequential", "seek"]
@@ -65,7 +65,6 @@ SEEK_OVERHEAD_FRAMES = 4
 _IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "gif", "webp_pipe", "tiff_pipe",
                   "jpegls_pipe", "pgm_pipe", "ppm_pipe", "svg_pipe", "qoi_pipe", "dds_pipe")
 _IMAGE_CODECS = ("png", "bmp", "tiff", "webp", "gif", "qoi", "jpegls", "pgm", "ppm", "svg")
-_HASH_BLOCK = 1 << 20
 # A video whose packets end this much before the declared duration is truncated.
 _TRUNCATION_TOLERANCE_S = 0.5
 _EPS = 1e-4  # timestamps within 0.1 ms of a target count as "at" it (pts rounding)
@@ -132,15 +131,6 @@ class VideoProbe:
         d["display_width"] = self.display_width
         d["display_height"] = self.display_height
         return d
-
-
-def sha256_file(path: str | Path, block: int = _HASH_BLOCK) -> str:
-    """Streamed sha256 of a file (constant memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _open(path: str | Path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -13,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from evads_kedro.hashing import sha256_file
 from evads_kedro.synth.audio import SAMPLE_RATE, PlacedSegment, build_audio, require_tool, write_wav
 from evads_kedro.synth.draw import DEFAULT_FONT_INDEX, DEFAULT_FONT_PATH, FrameRenderer
 from evads_kedro.synth.spec import GENERATOR_VERSION, AdScript
@@ -30,14 +30,6 @@ def render_params(font_path: str | Path = DEFAULT_FONT_PATH, font_index: int = D
     """Everything besides the script that decides the output bytes (on a given machine)."""
     return {"font": Path(font_path).name, "font_index": font_index, "x264": list(X264_ARGS),
             "aac": list(AAC_ARGS), "sample_rate": SAMPLE_RATE}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _tmp_sibling(path: Path) -> Path:
