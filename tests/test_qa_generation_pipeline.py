@@ -239,7 +239,7 @@ def test_gaps_and_metrics(result):
 
 def test_exports_reimport_with_the_foundation_importer(result, tmp_path):
     from evads_kedro.pipelines.ingestion.released import import_splits
-    from evads_kedro.pipelines.qa_generation.export import to_arrow
+    from evads_kedro.released_layout import to_arrow
 
     qa = result["qa_generation_items"].set_index("question_id")
     for split in ("sft", "rl"):  # both_splits: the same items in each file

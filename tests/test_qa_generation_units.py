@@ -8,7 +8,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from evads_kedro.datasets.released_layout import ReleasedLayoutParquetDataset
+from evads_kedro.datasets.review_sheet import OptionalReviewCSVDataset
 from evads_kedro.pipelines.qa_generation import agents, dedup, export, nodes, verify
+from evads_kedro.released_layout import to_arrow
 from test_qa_generation_pipeline import JACKET, item, videos_frame
 
 # ------------------------------------------------------------------------------ extraction
@@ -139,7 +142,7 @@ def test_default_split_is_by_video_and_reimports(tmp_path):
     assert len(sft) == 2 and len(rl) == 2 and len(review) == 4
     assert set(sft.videos).isdisjoint(set(rl.videos))
     for layout, frame in (("sft", sft), ("rl", rl)):
-        ds = export.ReleasedLayoutParquetDataset(str(tmp_path / f"{layout}.parquet"), layout)
+        ds = ReleasedLayoutParquetDataset(str(tmp_path / f"{layout}.parquet"), layout)
         ds.save(frame)
     imp = import_splits([("sft", pd.read_parquet(tmp_path / "sft.parquet")),
                          ("rl", pd.read_parquet(tmp_path / "rl.parquet"))], tmp_path)
@@ -152,7 +155,7 @@ def test_export_schema_matches_the_release_column_for_column(tmp_path, evads_dat
     for layout, name in (("sft", "EVAds_SFT.parquet"), ("rl", "EVAds_RL.parquet")):
         frame = export.sft_rows(qa, {}) if layout == "sft" else export.rl_rows(qa, {})
         path = tmp_path / name
-        pq.write_table(export.to_arrow(frame, layout), path)
+        pq.write_table(to_arrow(frame, layout), path)
         ours = pq.read_schema(path).remove_metadata()
         official = pq.read_schema(evads_data_dir / name).remove_metadata()
         assert ours.names == official.names
@@ -174,7 +177,7 @@ def test_review_sheet_round_trip_through_csv(tmp_path):
     edited.loc[1, "edit_question"] = "修改后的问题？"
     edited.loc[2, "edit_answer"] = "新答案"
     edited.to_csv(path, index=False, encoding="utf-8-sig")
-    review = export.OptionalReviewCSVDataset(str(path)).load()
+    review = OptionalReviewCSVDataset(str(path)).load()
     reviewed, log, sft, rl = nodes.apply_review_sheet(qa, review, {"export": {"both_splits": True}})
     assert list(log.action) == ["rejected", "edited", "edited", "accepted"]
     assert len(reviewed) == 3 and len(sft) == 3 and len(rl) == 3
@@ -187,7 +190,7 @@ def test_review_sheet_round_trip_through_csv(tmp_path):
 
 
 def test_missing_review_sheet_gives_empty_reviewed_outputs(tmp_path):
-    review = export.OptionalReviewCSVDataset(str(tmp_path / "nope.csv")).load()
+    review = OptionalReviewCSVDataset(str(tmp_path / "nope.csv")).load()
     reviewed, log, sft, rl = nodes.apply_review_sheet(_qa(), review, {})
     assert reviewed.empty and sft.empty and rl.empty
     assert set(log.action) == {"missing_from_review"}
@@ -205,7 +208,7 @@ def test_review_reverifies_edits_and_reports_rejected_ones(tmp_path):
     sheet.loc[3, "edit_question"] = "口播如何描述吸收速度？"
     path = tmp_path / "review_edited.csv"
     sheet.to_csv(path, index=False, encoding="utf-8-sig")
-    review = export.OptionalReviewCSVDataset(str(path)).load()
+    review = OptionalReviewCSVDataset(str(path)).load()
     reviewed, log, sft, rl = nodes.apply_review_sheet(
         qa, review, {"export": {"both_splits": True}, "verifier": {"max_answer_units": 50}})
     assert list(log.action) == ["edit_rejected", "edit_rejected", "edit_rejected", "edited"]

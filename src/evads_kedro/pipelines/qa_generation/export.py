@@ -6,7 +6,8 @@
   answer ``<think>clues</think>\\n<answer>answer</answer>``.
 * RL rows: ``<video>`` + ASR-only timeline + ``\\n\\n Question: `` + question + ``\\n`` +
   instruction; ``reward_model{accuracy_ratio, answer, format_ratio, ground_truth,
-  verifier[{clues, meta_info}], verifier_parm}`` exactly as the release (pyarrow schema below).
+  verifier[{clues, meta_info}], verifier_parm}`` exactly as the release
+  (:mod:`evads_kedro.released_layout`).
 * Review sheet: one row per item with ``accept`` (yes/no) and ``edit_question`` /
   ``edit_answer`` / ``edit_clues`` / ``edit_quotes`` (a JSON list like ``quotes``) columns;
   :func:`apply_review` reads it back and re-verifies every edited row.
@@ -16,49 +17,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from kedro.io import AbstractDataset
 
+from evads_kedro.datasets.review_sheet import REVIEW_COLUMNS
 from evads_kedro.prompts import OFFICIAL_INSTRUCTION, build_prompt
+from evads_kedro.released_layout import DET_REWARD_RATIO, RL_SCHEMA, SFT_SCHEMA
 from evads_kedro.timeline import parse_timeline
 
 QA_TABLE_COLUMNS = [
     "question_id", "video_id", "category", "task", "persona", "question", "answer", "clues",
     "cited_seconds", "quotes", "timeline_full", "timeline_asr",
 ]
-REVIEW_COLUMNS = [
-    "question_id", "video_id", "category", "task", "persona", "question", "answer", "clues",
-    "quotes", "accept", "edit_question", "edit_answer", "edit_clues", "edit_quotes",
-    "reviewer_note",
-]
 REVIEW_LOG_COLUMNS = ["question_id", "action", "new_question_id", "reason"]
 _ACCEPT = {"yes", "y", "1", "true", "x", "ok", "accept"}
-
-_PROMPT = pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))
-_EXTRA = pa.struct([("id", pa.string()), ("video_path", pa.string())])
-_DET = pa.struct([(k, pa.null()) for k in ("iou_completeness", "iou_max_iou_first",
-                                            "iou_max_label_first", "map", "map50", "map75")])
-_REWARD = pa.struct([
-    ("accuracy_ratio", pa.int64()), ("answer", pa.string()), ("format_ratio", pa.int64()),
-    ("ground_truth", pa.string()),
-    ("verifier", pa.list_(pa.struct([("clues", pa.string()), ("meta_info", pa.string())]))),
-    ("verifier_parm", pa.struct([("det_reward_ratio", _DET),
-                                 ("det_verifier_normalized", pa.null())])),
-])
-SFT_SCHEMA = pa.schema([("data_source", pa.string()), ("videos", pa.string()),
-                        ("prompt", _PROMPT), ("ability", pa.string()), ("answer", pa.string()),
-                        ("extra_info", _EXTRA)])
-RL_SCHEMA = pa.schema([("data_source", pa.string()), ("videos", pa.string()),
-                       ("prompt", _PROMPT), ("ability", pa.string()), ("reward_model", _REWARD),
-                       ("extra_info", _EXTRA)])
-
 
 def question_id(video_id: str, task: str, question: str) -> str:
     key = json.dumps([str(video_id), str(task), str(question)], ensure_ascii=False)
@@ -94,7 +68,7 @@ def sft_rows(qa: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
 
 def rl_rows(qa: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     instr = params.get("instruction") or OFFICIAL_INSTRUCTION
-    det = {k: None for k in _DET.names}
+    det = {k: None for k in DET_REWARD_RATIO.names}
     rows = []
     for r in qa.itertuples(index=False):
         vp = video_path(r.video_id)
@@ -113,12 +87,6 @@ def rl_rows(qa: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
             "extra_info": {"id": r.question_id, "video_path": vp},
         })
     return pd.DataFrame(rows, columns=RL_SCHEMA.names)
-
-
-def to_arrow(frame: pd.DataFrame, layout: str) -> pa.Table:
-    """The frame as an Arrow table with the release's exact schema."""
-    schema = SFT_SCHEMA if layout == "sft" else RL_SCHEMA
-    return pa.Table.from_pylist(frame.to_dict("records"), schema=schema)
 
 
 def split_videos(video_ids: list[str], rl_fraction: float) -> set[str]:
@@ -217,58 +185,3 @@ def _as_item(r: Mapping[str, Any]) -> dict[str, Any]:
     return {"task": r["task"], "question": r["question"], "answer": r["answer"],
             "clues": r["clues"], "cited_seconds": load(r["cited_seconds"]),
             "quotes": load(r["quotes"])}
-
-
-# ------------------------------------------------------------------------------- dataset
-class ReleasedLayoutParquetDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
-    """Writes a DataFrame as parquet with the release's exact Arrow schema (``layout:
-    sft|rl``), atomically (temp + rename); loads back as a pandas DataFrame."""
-
-    def __init__(self, filepath: str, layout: str, metadata: dict | None = None):
-        if layout not in ("sft", "rl"):
-            raise ValueError(f"layout must be sft or rl, got {layout!r}")
-        self._filepath = Path(filepath)
-        self._layout = layout
-        self.metadata = metadata
-
-    def _load(self) -> pd.DataFrame:
-        return pd.read_parquet(self._filepath)
-
-    def _save(self, data: pd.DataFrame) -> None:
-        table = to_arrow(data, self._layout)
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._filepath.with_name(self._filepath.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self._filepath)
-
-    def _exists(self) -> bool:
-        return self._filepath.is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "layout": self._layout}
-
-
-class OptionalReviewCSVDataset(AbstractDataset[None, pd.DataFrame]):
-    """The human-edited review sheet, read as strings; a missing file loads as an empty frame
-    with ``attrs['missing_file']`` so the full pipeline runs before anyone has reviewed."""
-
-    def __init__(self, filepath: str, metadata: dict | None = None):
-        self._filepath = Path(filepath)
-        self.metadata = metadata
-
-    def _load(self) -> pd.DataFrame:
-        if not self._filepath.is_file():
-            frame = pd.DataFrame(columns=REVIEW_COLUMNS)
-            frame.attrs["missing_file"] = str(self._filepath)
-            return frame
-        return pd.read_csv(self._filepath, dtype=str, keep_default_na=False,
-                           encoding="utf-8-sig")
-
-    def _save(self, data: pd.DataFrame) -> None:
-        raise NotImplementedError("the edited review sheet is written by a person, not a node")
-
-    def _exists(self) -> bool:
-        return self._filepath.is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
