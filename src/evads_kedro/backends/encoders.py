@@ -23,7 +23,6 @@ stale embeddings. Heavy imports (torch, timm, transformers) happen when an encod
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import threading
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from evads_kedro.backends.factory import BuildOnce
 from evads_kedro.devices import resolve_device, torch_dtype_for
 
 logger = logging.getLogger(__name__)
@@ -196,8 +196,7 @@ class HFEncoder(FrameEncoder):
 
 
 # ---------------------------------------------------------------------------------- building
-_CACHE: dict[str, FrameEncoder] = {}
-_CACHE_LOCK = threading.Lock()
+_ENCODERS: BuildOnce[FrameEncoder] = BuildOnce("frame encoder")
 
 
 def encoder_params(params: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -215,14 +214,15 @@ def encoder_params(params: Mapping[str, Any] | str | None) -> dict[str, Any]:
 def build_encoder(params: Mapping[str, Any] | str | None = None) -> FrameEncoder:
     """The encoder named by ``params["name"]``, built once per process and parameter set."""
     p = encoder_params(params)
-    key = json.dumps(p, sort_keys=True, default=str)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            t0 = time.perf_counter()
-            _CACHE[key] = _build(p)
-            logger.info("Frame encoder %s ready on %s in %.1f s", _CACHE[key].encoder_id,
-                        _CACHE[key].device, time.perf_counter() - t0)
-        return _CACHE[key]
+
+    def build() -> FrameEncoder:
+        t0 = time.perf_counter()
+        enc = _build(p)
+        logger.info("Frame encoder %s ready on %s in %.1f s", enc.encoder_id, enc.device,
+                    time.perf_counter() - t0)
+        return enc
+
+    return _ENCODERS.get(p, build)
 
 
 def encoder_id(params: Mapping[str, Any] | str | None = None) -> str:
@@ -253,8 +253,7 @@ def encoder_id(params: Mapping[str, Any] | str | None = None) -> str:
 
 def clear_encoder_cache() -> None:
     """Forget built encoders (tests)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _ENCODERS.clear()
 
 
 def _build(p: dict[str, Any]) -> FrameEncoder:
