@@ -137,7 +137,8 @@ def test_loudest_window_rms():
 def test_params_are_validated_and_coerced():
     p = _coerce({"temperatures": [0, 0.2], "language": ["zh", "en"], "backend": "openai_whisper"})
     assert p["temperatures"] == (0.0, 0.2) and p["language"] == ("zh", "en")
-    assert _coerce({"language": "auto"})["language"] is None
+    assert _coerce({"language": "auto"})["language"] == "auto" == _coerce({})["language"]
+    assert _coerce({"language": None})["language"] == "auto"
     assert _coerce({})["backend"] == DEFAULT_PARAMS["backend"]
     with pytest.raises(ValueError, match="unknown ASR parameter"):
         _coerce({"beam": 5})
@@ -146,16 +147,26 @@ def test_params_are_validated_and_coerced():
 
 
 class _FakeDecoder(_WhisperBase):
-    """The shared post-processing of both backends, fed hand-made segments (no model)."""
+    """The shared post-processing of both backends, fed hand-made segments (no model):
+    ``segments`` is one list for every language or ``{language: list}``; ``probs`` the language
+    probabilities detection returns."""
 
     backend = "faster_whisper"
 
-    def __init__(self, segments, **params):
-        super().__init__(params)
+    def __init__(self, segments, probs=None, **params):
+        super().__init__({"vad": False, **params})
         self.segments = segments
+        self.probs = probs or {"zh": 0.9, "en": 0.1}
+        self.decoded: list[str] = []
+
+    def _language_probs(self, audio):
+        return dict(self.probs)
 
     def _decode(self, audio, language):
-        return self.segments, language, {}
+        self.decoded.append(language)
+        segs = self.segments.get(language, []) if isinstance(self.segments, dict) \
+            else self.segments
+        return [_Segment(**vars(s)) for s in segs], language, {}
 
 
 def _seg(start, end, text, words=None, logprob=-0.3, no_speech=0.1, ratio=1.2):
@@ -183,6 +194,60 @@ def test_segment_guards_drop_hallucinations_and_keep_speech():
     assert reasons == ["no_speech", "compression_ratio", "repetition", "silent_span", "empty"]
     assert result.meta["prompt_echo_chars"] == 6
     assert result.meta["rtf"] >= 0 and result.meta["n_segments"] == 3
+
+
+def _speechy(seconds: float = 4.0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE))).astype(
+        np.float32)
+
+
+def test_auto_language_decodes_in_the_detected_language():
+    segs = {"en": [_seg(0.0, 2.0, "soft and clean")], "zh": [_seg(0.0, 2.0, "柔软")]}
+    asr = _FakeDecoder(segs, probs={"en": 0.86, "zh": 0.05})
+    result = asr.transcribe(_speechy(), 4.0)
+    assert asr.decoded == ["en"] and result.language == "en" and result.text == "soft and clean"
+    assert result.meta["language_source"] == "detected"
+    assert result.meta["language_detected"] == "en"
+    assert result.meta["language_probability"] == 0.86
+
+
+def test_auto_language_below_the_mandarin_prior_decodes_zh():
+    segs = {"en": [_seg(0.0, 2.0, "soft")], "zh": [_seg(0.0, 2.0, "柔软")]}
+    for prior, want, source in ((0.5, "zh", "mandarin_prior"), (0.3, "en", "detected")):
+        asr = _FakeDecoder(segs, probs={"en": 0.45, "zh": 0.40}, mandarin_prior=prior)
+        result = asr.transcribe(_speechy(), 4.0)
+        assert (result.language, result.meta["language_source"]) == (want, source)
+        assert result.meta["language_probability"] == 0.45  # the detected one's, either way
+
+
+def test_forced_decode_dropped_by_a_guard_is_retried_in_the_detected_language():
+    # an English voice-over decoded as Mandarin: a few characters the ratio guard drops
+    segs = {"zh": [_seg(0.0, 3.0, "这这这这", ratio=3.0)],
+            "en": [_seg(0.0, 3.0, "soft and clean")]}
+    asr = _FakeDecoder(segs, probs={"en": 0.9, "zh": 0.05}, language="zh")
+    result = asr.transcribe(_speechy(), 4.0)
+    assert asr.decoded == ["zh", "en"] and result.text == "soft and clean"
+    assert result.language == "en" and result.meta["language_source"] == "retry"
+    assert result.meta["guard_counts"] == {"compression_ratio": 1}
+    assert "all_dropped" not in result.meta
+    # without the retry the speech is lost, and the result says why
+    off = _FakeDecoder(segs, probs={"en": 0.9, "zh": 0.05}, language="zh", retry_dropped=False)
+    lost = off.transcribe(_speechy(), 4.0)
+    assert off.decoded == ["zh"] and lost.is_empty
+    assert lost.meta["all_dropped"] == "compression_ratio x1"
+    # a retry that finds nothing either keeps the first language and lists both drops
+    both = _FakeDecoder({"zh": segs["zh"], "en": [_seg(0.0, 3.0, "la la la la la la")]},
+                        probs={"en": 0.9}, language="zh")
+    r = both.transcribe(_speechy(), 4.0)
+    assert r.is_empty and r.language == "zh" and r.meta["retried_in"] == "en"
+    assert r.meta["all_dropped"] == "compression_ratio x1, repetition x1"
+
+
+def test_forced_decode_that_keeps_speech_is_not_retried():
+    asr = _FakeDecoder([_seg(0.0, 2.0, "柔软")], probs={"en": 0.9}, language="zh")
+    result = asr.transcribe(_speechy(), 4.0)
+    assert asr.decoded == ["zh"] and result.meta["language_source"] == "forced"
+    assert "language_detected" not in result.meta  # no detection pass paid when forced
 
 
 # -------------------------------------------------------------------------------- metrics

@@ -69,3 +69,34 @@ def test_real_backends_put_captions_and_speech_in_the_timelines(kedro_project, s
             assert wer(ref, speech) <= EN_WER_CEIL, speech
         else:
             assert pinyin_overlap(ref, speech) >= ZH_PINYIN_FLOOR, speech
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_english_ad_without_sidecar_keeps_its_speech(kedro_project, sample_videos_dir, tmp_path):
+    """A real folder has no sidecars: the English voice-over must be detected, not decoded as
+    Mandarin and dropped. Same word error as the sidecar-forced decode of the same audio."""
+    from evads_kedro.backends.asr import build_asr, load_audio
+
+    root = tmp_path / "no_sidecar"
+    root.mkdir()
+    shutil.copy(sample_videos_dir / "ad_care_shampoo.mp4", root / "ad_care_shampoo.mp4")
+    gt = json.loads((sample_videos_dir / "ad_care_shampoo.json").read_text(encoding="utf-8"))
+    run_videos(kedro_project, video_root=str(root), asr={"backend": "faster_whisper"})
+    data = kedro_project / "data"
+    videos = pd.read_parquet(data / "02_intermediate/ingested/videos.parquet").set_index("video_id")
+    row = videos.loc["ad_care_shampoo"]
+    assert row["asr_language"] == "en" and row["asr_language_source"] in ("detected", "retry")
+    assert row["asr_language_probability"] > 0.5 and row["asr_all_dropped"] is None
+    timelines = pd.read_parquet(data / "02_intermediate/ingested/timelines.parquet")
+    speech = " ".join(r.asr for r in timelines.sort_values("second").itertuples()
+                      if isinstance(r.asr, str))
+    ref = " ".join(s["text"] for s in gt["voiceover"])
+    audio = load_audio(root / "ad_care_shampoo.mp4")
+    forced = build_asr({"backend": "faster_whisper", "language": "en"}).transcribe(
+        audio, gt["duration_s"])
+    assert wer(ref, speech) == wer(ref, " ".join(forced.per_second(gt["duration_s"]).values()))
+    assert wer(ref, speech) <= EN_WER_CEIL, speech
+    summary = (data / "08_reporting/ingestion_summary.md").read_text("utf-8")
+    assert "Speech languages: en: 1 (chosen by detected: 1)" in summary

@@ -23,18 +23,29 @@ openai_whisper      0.48    0.48      0.00         0.41 (min 0.09)       empty /
 
 (RTF = wall seconds per second of audio, model load excluded: ~3 s and ~2 s.) The espeak-ng
 Mandarin voice is hard for Whisper base, hence the low pinyin overlap for both; English is exact.
-With ``language: zh`` forced, the English ad is decoded as Chinese (WER 1.0 for both): configure
-``[zh, en]`` when English voiceovers are expected.
+With ``language: zh`` forced, the English ad is decoded as Chinese (WER 1.0 for both), hence the
+default ``language: auto``: Whisper's detection on the speech kept by Silero VAD (measured on the
+sample ads, faster-whisper: the English ad ``en`` 0.86, decoded with WER 0.00 as with its
+sidecar). Caveat measured on the same samples: espeak-ng's *synthetic* Mandarin is detected as
+Thai (0.83-0.96) on 4 of 5 clips and decodes to Thai garbage, so the Mandarin sample ads keep
+their sidecar ``language: zh`` (which forces it); real Mandarin speech is not affected that way,
+and a detection below ``mandarin_prior`` decodes as zh (the lipstick ad: th 0.48 -> zh).
+A forced decode whose every segment a guard drops is retried once in the detected language.
 
 Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
 
     backend: faster_whisper        # faster_whisper | openai_whisper
     model: packaged:base           # packaged:base | path to a .pt (openai) / CT2 folder (faster)
                                    #   | a model name the library can fetch (needs a hub)
-    language: zh                   # forced ISO code | auto (Whisper detects per clip) | a list
-                                   #   [zh, en]: the first unless Whisper gives another entry
+    language: auto                 # auto (Whisper's detection on the speech kept by VAD) |
+                                   #   a forced ISO code (zh, en, ...) | a list [zh, en]: the
+                                   #   first unless Whisper gives another entry
     language_switch_prob: 0.5      #   a probability >= this (one extra encoder pass per clip;
                                    #   plain argmax fails: espeak Mandarin often scores en > zh)
+    mandarin_prior: 0.5            # auto: a detected language below this probability -> zh
+                                   #   (the corpus's majority language; 0 = always trust it)
+    retry_dropped: true            # a decode whose every segment a guard dropped is retried
+                                   #   once in the detected language (or zh) when it differs
     device: auto                   # auto | cpu | cuda | cuda:N  (evads_kedro.devices)
     compute_type: int8             # faster-whisper only: int8 | int8_float16 | float16 | float32
     cpu_threads: 0                 # faster-whisper only: 0 = library default
@@ -120,12 +131,15 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 PACKAGED_PREFIX = "packaged:"
 ZH_PROMPT = "以下是普通话的句子。"
+AUTO = "auto"
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "backend": "faster_whisper",
     "model": "packaged:base",
-    "language": "zh",
+    "language": "auto",
     "language_switch_prob": 0.5,
+    "mandarin_prior": 0.5,
+    "retry_dropped": True,
     "device": "auto",
     "compute_type": "int8",
     "cpu_threads": 0,
@@ -408,11 +422,13 @@ def _coerce(params: Mapping[str, Any] | None) -> dict[str, Any]:
         langs = tuple(str(x) for x in lang)
         p["language"] = langs if len(langs) > 1 else (langs[0] if langs else None)
     else:
-        p["language"] = None if lang in (None, "", "auto") else str(lang)
+        p["language"] = AUTO if lang in (None, "", AUTO) else str(lang)
     for k in ("no_speech_threshold", "logprob_threshold", "compression_ratio_threshold"):
         p[k] = None if p[k] is None else float(p[k])
     p["min_rms"] = float(p["min_rms"] or 0.0)
     p["language_switch_prob"] = float(p["language_switch_prob"])
+    p["mandarin_prior"] = float(p["mandarin_prior"] or 0.0)
+    p["retry_dropped"] = bool(p["retry_dropped"])
     p["beam_size"] = int(p["beam_size"])
     p["max_repeats"] = int(p["max_repeats"])
     p["cpu_threads"] = int(p["cpu_threads"] or 0)
@@ -424,9 +440,9 @@ def _coerce(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _prompt_for(p: Mapping[str, Any], language: str | None) -> str | None:
-    """The initial prompt is a Mandarin bias: used when decoding Mandarin (or undetected) only."""
+    """The initial prompt is a Mandarin bias: used when decoding Mandarin only."""
     prompt = p.get("initial_prompt") or None
-    return prompt if language in (None, "zh") else None
+    return prompt if language == "zh" else None
 
 
 class _WhisperBase:
@@ -438,32 +454,122 @@ class _WhisperBase:
         self._simplify = _simplifier(self.params["simplify"])
         self._lock = threading.Lock()  # one decode at a time per model instance
         lang = self.params["language"]
-        self._nominal_language = lang[0] if isinstance(lang, tuple) else lang
+        self._nominal_language = lang[0] if isinstance(lang, tuple) else (
+            None if lang == AUTO else lang)
 
-    # subclasses: (segments, detected_language, extra_meta); language None = let Whisper detect
-    def _decode(self, audio: np.ndarray, language: str | None
+    # subclasses: (segments, detected_language, extra_meta) decoded in ``language``
+    def _decode(self, audio: np.ndarray, language: str
                 ) -> tuple[list[_Segment], str | None, dict[str, Any]]:
         raise NotImplementedError
 
-    # subclasses: {language: probability} over all of Whisper's languages (first 30 s)
+    # subclasses: {language: probability} over all of Whisper's languages (first 30 s of the
+    # audio they are given)
     def _language_probs(self, audio: np.ndarray) -> dict[str, float]:
         raise NotImplementedError
 
-    def _choose_language(self, audio: np.ndarray, meta: dict[str, Any]) -> str | None:
-        """The forced language; None (auto); or, for a candidate list, the first candidate unless
-        Whisper gives another candidate a probability >= ``language_switch_prob`` (plain argmax
-        is unreliable: espeak Mandarin scores higher as English than as Chinese on some clips)."""
+    def _speech_language_probs(self, audio: np.ndarray, meta: dict[str, Any]
+                               ) -> dict[str, float]:
+        """Language probabilities of the speech that VAD keeps (all of the audio when ``vad`` is
+        off or VAD keeps under 0.25 s); times in ``meta`` (``vad_s``, ``detect_s``)."""
+        speech = audio
+        if self.params["vad"]:
+            t0 = time.perf_counter()
+            speech = speech_only(audio)
+            meta["vad_s"] = round(meta.get("vad_s", 0.0) + time.perf_counter() - t0, 3)
+            if speech.size < SAMPLE_RATE // 4:
+                speech = audio
+        t0 = time.perf_counter()
+        probs = self._language_probs(speech)
+        meta["detect_s"] = round(meta.get("detect_s", 0.0) + time.perf_counter() - t0, 3)
+        return probs
+
+    def _detect(self, audio: np.ndarray, meta: dict[str, Any]) -> tuple[str, float]:
+        """Whisper's most probable language of the speech (after VAD when ``vad`` is on) and its
+        probability; both recorded in ``meta`` (``language_detected``, ``language_probability``)
+        with the time taken (``vad_s``, ``detect_s``)."""
+        probs = self._speech_language_probs(audio, meta)
+        top = max(probs, key=probs.get) if probs else "zh"
+        prob = float(probs.get(top, 0.0))
+        meta["language_detected"] = top
+        meta["language_probability"] = round(prob, 4)
+        return top, prob
+
+    def _choose_language(self, audio: np.ndarray, meta: dict[str, Any]) -> str:
+        """The decoding language, with ``meta["language_source"]``:
+
+        * ``forced``: a fixed ``language`` (a sidecar's, or the parameter);
+        * ``detected``: ``auto``, Whisper's most probable language on the speech after VAD;
+        * ``mandarin_prior``: ``auto`` but that probability is below ``mandarin_prior``: zh;
+        * ``candidates``: a list: the first unless Whisper gives another candidate a probability
+          >= ``language_switch_prob`` (plain argmax is unreliable: espeak Mandarin scores higher
+          as English than as Chinese on some clips).
+        """
         lang = self.params["language"]
+        if lang == AUTO:
+            top, prob = self._detect(audio, meta)
+            if top != "zh" and prob < self.params["mandarin_prior"]:
+                meta["language_source"] = "mandarin_prior"
+                return "zh"
+            meta["language_source"] = "detected"
+            return top
         if not isinstance(lang, tuple):
+            meta["language_source"] = "forced"
             return lang
-        probs = self._language_probs(audio)
+        meta["language_source"] = "candidates"
+        probs = self._speech_language_probs(audio, meta)
         meta["language_candidates"] = {c: round(probs.get(c, 0.0), 4) for c in lang}
         other = max(lang[1:], key=lambda c: probs.get(c, 0.0))
         if probs.get(other, 0.0) >= self.params["language_switch_prob"]:
             return other
         return lang[0]
 
+    def _retry_language(self, audio: np.ndarray, used: str, meta: dict[str, Any]) -> str | None:
+        """The language to retry in after every segment of a decode in ``used`` was dropped:
+        the detected one when it differs (detected now if the language was forced), else zh
+        when the detected language was decoded. None: nothing different to try."""
+        if "language_detected" not in meta:
+            self._detect(audio, meta)
+        detected = meta["language_detected"]
+        if detected != used:
+            return detected
+        return "zh" if used != "zh" else None
+
+    def _decode_kept(self, audio: np.ndarray, language: str, duration_s: float,
+                     meta: dict[str, Any]) -> tuple[list[_Segment], list[dict[str, Any]]]:
+        """Decode in ``language`` and apply the guards: (kept segments, dropped segments with
+        their reason). Timings add up in ``meta``."""
+        t0 = time.perf_counter()
+        segments, _, extra = self._decode(audio, language)
+        meta["decode_s"] = round(meta.get("decode_s", 0.0) + time.perf_counter() - t0, 3)
+        meta.update(extra)
+        kept, dropped = [], []
+        prompt = _prompt_for(self.params, language)
+        echo = 0
+        for seg in segments:
+            if not seg.words:
+                seg.words = _even_words(seg)
+            if prompt:
+                seg.words, n = remove_prompt_echo(seg.words, prompt)
+                if n:
+                    echo += n
+                    seg.text = "".join(w.text for w in seg.words)
+            if seg.temperature > 0:
+                meta["fallback_segments"] = meta.get("fallback_segments", 0) + 1
+            reason = self._reject(seg, audio)
+            if reason:
+                dropped.append({"start": round(seg.start, 2), "end": round(seg.end, 2),
+                                "text": seg.text, "reason": reason, "language": language})
+                continue
+            kept.append(seg)
+        if echo:
+            meta["prompt_echo_chars"] = meta.get("prompt_echo_chars", 0) + echo
+        return kept, dropped
+
     def transcribe(self, audio: np.ndarray, duration_s: float | None = None) -> AsrResult:
+        """Transcribe one clip. ``meta`` records the language (``language_source``,
+        ``language_detected``, ``language_probability``), time per step (``vad_s``,
+        ``detect_s``, ``decode_s``, ``retry_s``), every dropped segment with the guard that
+        dropped it, ``guard_counts`` and, when every segment was dropped, ``all_dropped``."""
         p = self.params
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if duration_s is None:
@@ -483,32 +589,31 @@ class _WhisperBase:
         t0 = time.perf_counter()
         with self._lock:
             forced = self._choose_language(audio, meta)
-            segments, language, extra = self._decode(audio, forced)
+            kept, dropped = self._decode_kept(audio, forced, duration_s, meta)
+            if not kept and dropped and p["retry_dropped"]:
+                t_retry = time.perf_counter()
+                alt = self._retry_language(audio, forced, meta)
+                if alt:
+                    kept2, dropped2 = self._decode_kept(audio, alt, duration_s, meta)
+                    meta["retried_in"] = alt
+                    if kept2:
+                        kept = kept2
+                        meta["language_source"] = "retry"
+                        forced = alt
+                    dropped += dropped2
+                meta["retry_s"] = round(time.perf_counter() - t_retry, 3)
         elapsed = time.perf_counter() - t0
-        meta.update(extra)
-        meta["decode_s"] = round(elapsed, 3)
+        meta["dropped"] = dropped
+        meta["asr_s"] = round(elapsed, 3)
         meta["rtf"] = round(elapsed / max(audio.size / SAMPLE_RATE, 1e-6), 4)
-        kept = []
-        prompt = _prompt_for(p, forced)
-        echo = 0
-        for seg in segments:
-            if not seg.words:
-                seg.words = _even_words(seg)
-            if prompt:
-                seg.words, n = remove_prompt_echo(seg.words, prompt)
-                if n:
-                    echo += n
-                    seg.text = "".join(w.text for w in seg.words)
-            reason = self._reject(seg, audio)
-            if reason:
-                meta["dropped"].append({"start": round(seg.start, 2), "end": round(seg.end, 2),
-                                        "text": seg.text, "reason": reason})
-                continue
-            kept.append(seg)
-        if echo:
-            meta["prompt_echo_chars"] = echo
-        if meta["dropped"]:
-            log.debug("ASR dropped %d segment(s): %s", len(meta["dropped"]), meta["dropped"])
+        counts: dict[str, int] = {}
+        for d in dropped:
+            counts[d["reason"]] = counts.get(d["reason"], 0) + 1
+        meta["guard_counts"] = counts
+        if dropped and not kept:
+            meta["all_dropped"] = ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
+        if dropped:
+            log.debug("ASR dropped %d segment(s): %s", len(dropped), dropped)
         words: list[AsrWord] = []
         for seg in kept:
             for w in seg.words:
@@ -521,7 +626,8 @@ class _WhisperBase:
                 words.append(AsrWord(round(s, 3), round(e, 3), text))
         text = _join(w.text for w in words)
         meta["n_segments"] = len(kept)
-        return AsrResult(words, language or forced, text, meta)
+        meta["language"] = forced
+        return AsrResult(words, forced, text, meta)
 
     def _reject(self, seg: _Segment, audio: np.ndarray) -> str | None:
         p = self.params
@@ -539,6 +645,20 @@ class _WhisperBase:
         if p["min_rms"] > 0 and _span_rms(audio, seg.start, seg.end) < p["min_rms"]:
             return "silent_span"
         return None
+
+
+def speech_only(audio: np.ndarray) -> np.ndarray:
+    """The audio with non-speech cut out by Silero VAD (faster-whisper's default options), the
+    speech chunks concatenated; the audio unchanged when faster-whisper is not installed."""
+    try:
+        from faster_whisper.vad import collect_chunks, get_speech_timestamps
+    except ImportError:  # pragma: no cover - openai-whisper-only installs
+        return audio
+    chunks = get_speech_timestamps(audio)
+    if not chunks:
+        return np.zeros(0, np.float32)
+    pieces, _ = collect_chunks(audio, chunks)
+    return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
 def _even_words(seg: _Segment) -> list[AsrWord]:
@@ -725,10 +845,7 @@ class FasterWhisperASR(_WhisperBase):
                                   str(p["compute_type"]), p["cpu_threads"]))
 
     def _language_probs(self, audio):
-        try:
-            _, _, probs = self.model.detect_language(audio=audio, vad_filter=self.params["vad"])
-        except (ValueError, IndexError):  # VAD found no speech to detect on
-            _, _, probs = self.model.detect_language(audio=audio, vad_filter=False)
+        _, _, probs = self.model.detect_language(audio=audio, vad_filter=False)
         return dict(probs)
 
     def _decode(self, audio, language):
@@ -760,7 +877,7 @@ class FasterWhisperASR(_WhisperBase):
             )
             for s in seg_iter  # a generator: decoding happens here
         ]
-        extra = {"language_probability": round(float(info.language_probability or 0.0), 3)}
+        extra = {}
         if p["vad"] and getattr(info, "duration_after_vad", None) is not None:
             extra["speech_s_after_vad"] = round(float(info.duration_after_vad), 3)
         return segments, info.language, extra

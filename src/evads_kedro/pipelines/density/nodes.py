@@ -11,7 +11,10 @@ Datasets measured (each a row of the table, ``source = measured``):
 * the project's own videos (``density.samples_dataset``, default ``samples``): the ingestion
   pipeline's frames and timelines -> all three densities;
 * every ``density.datasets.<name>: <video folder>``: frames sampled here -> V_den, plus A_den /
-  O_den for videos with a ``<stem>.timeline.txt`` (E-VAds full timeline) beside them.
+  O_den from the ingestion pipeline's timeline of the same content (sha256) when that video
+  was ingested (``kedro run --pipeline ingestion --params "ingestion.video_root=<folder>"``),
+  else from a ``<stem>.timeline.txt`` (E-VAds full timeline) beside it; the warning of a
+  folder without either names the command. ``text_source`` says which, per video.
 
 The paper's published values stay in the table as labelled reference rows (``source = paper``).
 """
@@ -42,10 +45,13 @@ PER_VIDEO_COLUMNS = [
 VIDEO_TABLE_COLUMNS = [
     "dataset", "video_id", "category", "category_en", "duration_s", "n_frames", "asr_units",
     "ocr_units", "v_den", "a_den", "o_den", "encoder",
+    # where A_den / O_den came from: released (the release's timelines) | ingestion (the
+    # ingestion pipeline's timeline of this content hash) | sidecar (<stem>.timeline.txt) | none
+    "text_source",
 ]
 VISUAL_COLUMNS = [
     "group", "dataset", "video_id", "category", "duration_s", "n_frames", "v_den", "encoder",
-    "cached", "asr_units", "ocr_units", "a_den", "o_den",
+    "cached", "asr_units", "ocr_units", "a_den", "o_den", "text_source",
 ]
 TABLE_COLUMNS = [
     "dataset", "n_videos", "v_den", "a_den", "o_den", "n_v_den", "v_den_median", "a_den_median",
@@ -295,12 +301,28 @@ def visual_density_per_video(
             add({"group": "released", "dataset": "evads_released", "video_id": r.video_id,
                  "category": r.category}, source="file", path=str(r.video_path), fps=fps,
                 max_side=max_side)
+    ingested_text = _ingested_timelines(ingested_videos)
     for ds_name, root in (params.get("datasets") or {}).items():
+        missing = 0
         for path, video_id in _folder_videos(str(ds_name), root, limit):
             category, text = _sidecars(path)
+            text_source = "sidecar" if text is not None else "none"
+            if ingested_text:
+                from evads_kedro.video import sha256_file
+
+                found = ingested_text.get(sha256_file(path))
+                if found is not None:
+                    text, text_source = found, "ingestion"
+            missing += text is None
             add({"group": "extra", "dataset": str(ds_name), "video_id": video_id,
-                 "category": category, "text": text}, source="file", path=str(path), fps=fps,
-                max_side=max_side)
+                 "category": category, "text": text, "text_source": text_source},
+                source="file", path=str(path), fps=fps, max_side=max_side)
+        if missing:
+            logger.warning(
+                "density.datasets.%s: %d video(s) have no timeline, so no A_den / O_den. Fill "
+                "them in with: kedro run --pipeline ingestion --params \"ingestion.video_root=%s\" "
+                "(then run density again), or put a <stem>.timeline.txt beside each video.",
+                ds_name, missing, root)
 
     results: dict[int, dict[str, Any]] = {}
     tasks = [{k: v for k, v in job.items() if k != "ctx"} for job in jobs]
@@ -316,6 +338,8 @@ def visual_density_per_video(
         duration = ctx.get("duration_s") or out["duration_s"]
         row = _visual_row(ctx["group"], ctx["dataset"], ctx["video_id"], ctx["category"],
                           duration, out["data"], vp, store)
+        row["text_source"] = ctx.get("text_source", "ingestion" if ctx["group"] == "samples"
+                                     else "none")
         if ctx.get("text") is not None:
             row.update(_text_from_timeline(ctx["text"], row["duration_s"]))
         rows.append(row)
@@ -327,6 +351,16 @@ def visual_density_per_video(
     )
     table = pd.DataFrame(rows, columns=VISUAL_COLUMNS)
     return store.new, table
+
+
+def _ingested_timelines(videos: pd.DataFrame | None) -> dict[str, str]:
+    """{content sha256: full timeline text} of the videos the ingestion pipeline has ingested
+    (from any video root), so a folder ingested before is matched by content, not by name."""
+    if videos is None or videos.empty or "content_sha256" not in videos:
+        return {}
+    ok = videos.dropna(subset=["content_sha256", "timeline_full"])
+    return dict(zip(ok["content_sha256"].astype(str), ok["timeline_full"].astype(str),
+                    strict=True))
 
 
 def _video_info(videos: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
@@ -435,6 +469,8 @@ def merge_video_density(released: pd.DataFrame, samples: pd.DataFrame,
         return pd.DataFrame(columns=VIDEO_TABLE_COLUMNS)
     out = pd.concat([f.reindex(columns=VIDEO_TABLE_COLUMNS) for f in frames], ignore_index=True)
     out["category"] = out["category"].fillna("unknown")
+    out["text_source"] = out["text_source"].fillna(
+        out["dataset"].map(lambda d: "released" if str(d).startswith("evads_") else "ingestion"))
     out["category_en"] = out["category"].map(category_name)
     for col in ("duration_s", "v_den", "a_den", "o_den"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)

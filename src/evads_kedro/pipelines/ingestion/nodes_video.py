@@ -78,6 +78,11 @@ QUARANTINE_COLUMNS = ["video_id", "file", "stage", "reason", "duplicate_of", "sh
 INGESTED_EXTRA_COLUMNS = [
     "timeline_asr", "content_sha256", "file", "fps", "width", "height", "rotation", "has_audio",
     "n_frames_sampled", "category_source", "ocr_key", "asr_key",
+    # decoding language of the speech, Whisper's probability for the language it detected
+    # (null when the language was forced and never detected), how the language was chosen
+    # (sidecar | forced | detected | mandarin_prior | retry | candidates) and, when guards
+    # dropped every decoded segment, the guards and counts ("compression_ratio x2")
+    "asr_language", "asr_language_probability", "asr_language_source", "asr_all_dropped",
 ]
 INGESTED_COLUMNS = VIDEO_COLUMNS + INGESTED_EXTRA_COLUMNS
 DEFAULT_CATEGORY = "其他"
@@ -480,14 +485,22 @@ def _sidecar(raw_videos: Partitions | None, file: str) -> dict[str, Any] | None:
 
 
 def video_asr_params(params: dict[str, Any], sidecar: dict[str, Any] | None) -> dict[str, Any]:
-    """The ASR parameters of one video: ``ingestion.asr``, with ``language`` taken from the
+    """The ASR parameters of one video: ``ingestion.asr``, with ``language`` forced by the
     sidecar's ``language`` field (an ISO code such as ``en``) when ``sidecar_language`` is on.
-    Mixed-language folders then get the right decoder language per video."""
+    Without a sidecar the backend's ``language`` applies (default ``auto``: detected per
+    video)."""
     ap = asr_params(params)
     lang = (sidecar or {}).get("language")
     if params.get("sidecar_language", True) and isinstance(lang, str) and _LANG.fullmatch(lang):
         ap["language"] = lang
     return ap
+
+
+def _sidecar_language(params: dict[str, Any], raw_videos: Partitions, row: pd.Series) -> bool:
+    """True when the video's sidecar forces its ASR language."""
+    lang = (_sidecar(raw_videos, row["file"]) or {}).get("language")
+    return bool(params.get("sidecar_language", True) and isinstance(lang, str)
+                and _LANG.fullmatch(lang))
 
 
 def transcribe_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -522,7 +535,9 @@ def transcribe_one(job: dict[str, Any]) -> dict[str, Any]:
             per_second = result.per_second(duration)
             words = [{"start": float(w.start), "end": float(w.end), "text": w.text}
                      for w in result.words]
-            meta = {"language": result.language, "text": result.text, **(result.meta or {})}
+            meta = {**(result.meta or {}), "language": result.language, "text": result.text}
+            if job.get("sidecar_language"):
+                meta["language_source"] = "sidecar"
         rec = _record("asr", row, key, "ok", time.perf_counter() - t0,
                       per_second={str(s): t for s, t in sorted(per_second.items())},
                       words=words, meta=meta)
@@ -554,13 +569,13 @@ def transcribe_audio(
         if not drec or drec.get("status") != "ok" or \
                 drec.get("key") != stage_key("decode", row["sha256"], dkey_params):
             continue  # quarantined at the decode stage: no point transcribing it
-        todo.append((row, key, ap))
+        todo.append((row, key, ap, _sidecar_language(params, raw_videos, row)))
     progress = StageProgress("asr", len(todo), len(videos) - len(todo),
                              bool(params.get("progress", True)))
     ex = executor_params(params.get("executor"))
     threads = ex["threads_per_worker"] if ex["kind"] != "inprocess" else None
-    jobs = [{"row": _row_dict(row), "key": key, "ap": ap, "threads": threads}
-            for row, key, ap in todo]
+    jobs = [{"row": _row_dict(row), "key": key, "ap": ap, "threads": threads,
+             "sidecar_language": side} for row, key, ap, side in todo]
     silent = 0
     for _, out in fan_out(ex, transcribe_one, jobs):
         progress.stats.setup_s += out["setup_s"]
@@ -682,7 +697,7 @@ def build_timelines(
             "rotation": int(row["rotation"]), "has_audio": bool(row["has_audio"]),
             "n_frames_sampled": int(recs["decode"].get("n_frames", 0)),
             "category_source": cat_source, "ocr_key": recs["ocr"]["key"],
-            "asr_key": recs["asr"]["key"],
+            "asr_key": recs["asr"]["key"], **_asr_language_columns(recs["asr"]),
         })
         if _text_changed(texts_existing, vid, full_text):
             texts[vid] = full_text
@@ -693,6 +708,18 @@ def build_timelines(
     logger.info("Timelines: %d videos ingested, %d quarantined, %d timeline texts written",
                 len(videos), len(q), len(texts))
     return timelines, videos, texts, q
+
+
+def _asr_language_columns(rec: dict[str, Any]) -> dict[str, Any]:
+    meta = rec.get("meta") or {}
+    if meta.get("no_audio") or meta.get("skipped"):
+        return {"asr_language": None, "asr_language_probability": None,
+                "asr_language_source": None, "asr_all_dropped": None}
+    prob = meta.get("language_probability")
+    return {"asr_language": meta.get("language"),
+            "asr_language_probability": None if prob is None else float(prob),
+            "asr_language_source": meta.get("language_source"),
+            "asr_all_dropped": meta.get("all_dropped")}
 
 
 def _text_changed(existing: Partitions, vid: str, text: str) -> bool:

@@ -76,6 +76,7 @@ def ingestion_summary(
                       f"(near-identical)."]
         metric("ocr.calls", calls)
         metric("ocr.reused", reused)
+    lines += _speech_lines(videos, metric)
     if len(q):
         lines += ["", "## Quarantined", "", "| file | stage | reason |", "|---|---|---|"]
         for r in q.sort_values(["stage", "file"]).head(50).itertuples(index=False):
@@ -91,3 +92,30 @@ def ingestion_summary(
     metric("overall.compute_s", tot_compute)
     metric("overall.rtf", _rtf(tot_compute, tot_video))
     return "\n".join(lines) + "\n", metrics
+
+
+def _speech_lines(videos: pd.DataFrame | None, metric) -> list[str]:
+    """Speech languages (videos per decoding language and how it was chosen) and the videos
+    whose decoded speech a guard dropped entirely (status ok, but no ASR text: listed so the
+    loss is visible)."""
+    if videos is None or not len(videos) or "asr_language" not in videos:
+        return []
+    spoken = videos[videos["asr_language"].notna()]
+    lines: list[str] = []
+    if len(spoken):
+        counts = spoken.groupby("asr_language").size().sort_values(ascending=False)
+        sources = spoken.groupby("asr_language_source").size().to_dict()
+        lines += ["", "Speech languages: " + ", ".join(f"{k}: {v}" for k, v in counts.items())
+                  + " (chosen by " + ", ".join(f"{k}: {v}" for k, v in sorted(sources.items()))
+                  + ")."]
+        for lang, n in counts.items():
+            metric(f"asr.language.{lang}", n)
+    lost = videos[videos["asr_all_dropped"].notna()] if "asr_all_dropped" in videos else []
+    metric("asr.all_dropped", len(lost))
+    if len(lost):
+        lines += ["", "## Speech dropped entirely", "",
+                  "Every decoded segment was dropped by a guard: the timeline has no ASR text.",
+                  "", "| file | language | guards |", "|---|---|---|"]
+        for r in lost.sort_values("file").itertuples(index=False):
+            lines.append(f"| `{r.file}` | {r.asr_language} | {r.asr_all_dropped} |")
+    return lines
