@@ -20,6 +20,47 @@ from evads_kedro.backends.llm_base import ChatBackend, ChatError, ChatReply, enc
 
 logger = logging.getLogger(__name__)
 
+
+_SENTINEL = "\u00a7\u00a7EVADS\u00a7\u00a7"
+TIE_TOLERANCE = 1e-6
+
+
+def end_of_turn_ids(tok) -> list[int]:
+    """Token ids the chat template puts after an assistant reply, up to and including its
+    first special token (``<|im_end|>`` for ChatML); the EOS token when the template ends a
+    turn with plain text only, and nothing when there is neither."""
+    cached = getattr(tok, "_evads_eot", None)
+    if cached is not None:
+        return list(cached)
+    eot: list[int] = []
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "x"},
+                                        {"role": "assistant", "content": _SENTINEL}],
+                                       tokenize=False)
+        suffix = text.split(_SENTINEL, 1)[1] if _SENTINEL in text else ""
+    except Exception:  # noqa: BLE001 - templates that refuse this shape: use EOS
+        suffix = ""
+    special = set(tok.all_special_ids or ())
+    for t in tok(suffix, add_special_tokens=False)["input_ids"] if suffix else []:
+        eot.append(int(t))
+        if t in special:
+            break
+    else:
+        eot = [int(tok.eos_token_id)] if tok.eos_token_id is not None else []
+    try:
+        tok._evads_eot = tuple(eot)
+    except AttributeError:  # pragma: no cover - slotted tokenizer
+        pass
+    return eot
+
+
+def pick_best(options, scores) -> tuple[str, list[str]]:
+    """(highest-scoring option, every option within :data:`TIE_TOLERANCE` of it when more than
+    one). The first listed wins a tie, so the same scores always give the same choice."""
+    top = max(scores[o] for o in options)
+    tied = [o for o in options if top - scores[o] <= TIE_TOLERANCE]
+    return tied[0], (tied if len(tied) > 1 else [])
+
 # ----------------------------------------------------------------------------- local model
 class LocalTransformersChat(ChatBackend):
     """A local Hugging Face model folder behind the async chat interface.
@@ -153,6 +194,7 @@ class LocalTransformersChat(ChatBackend):
             enc = tok.apply_chat_template(list(messages), add_generation_prompt=True,
                                           return_tensors="pt", return_dict=True)
             ids = enc["input_ids"].to(device)
+            eot = end_of_turn_ids(tok)
             scores: dict[str, float] = {}
             with torch.inference_mode():
                 # the prompt runs once; each option continues a copy of its KV cache
@@ -160,22 +202,29 @@ class LocalTransformersChat(ChatBackend):
                 # prompt position would cost more than the whole transformer)
                 head = model(input_ids=ids, use_cache=True, logits_to_keep=1)
                 for opt in options:
-                    opt_ids = tok(opt, add_special_tokens=False,
-                                  return_tensors="pt")["input_ids"].to(device)
+                    # the complete reply: without the end of turn, "Answer: 0" would be a
+                    # prefix of "Answer: 0.25" and always at least as likely
+                    full = tok(opt, add_special_tokens=False)["input_ids"] + eot
+                    full_ids = torch.tensor([full], device=device)
                     logits = head.logits[:, -1:]
-                    if opt_ids.shape[1] > 1:
-                        tail = model(input_ids=opt_ids[:, :-1], use_cache=True,
+                    if len(full) > 1:
+                        tail = model(input_ids=full_ids[:, :-1], use_cache=True,
                                      cache=copy.deepcopy(head.cache))
                         logits = torch.cat([logits, tail.logits], dim=1)
                     lp = torch.log_softmax(logits[0].float(), -1)
-                    scores[opt] = float(lp.gather(1, opt_ids[0][:, None]).sum())
-            best = max(options, key=lambda o: scores[o])
+                    scores[opt] = float(lp.gather(1, full_ids[0][:, None]).sum())
+            best, tied = pick_best(options, scores)
             return ChatReply(text=best, raw={"model_dir": str(self.model_dir),
-                                             "choice_logprobs": scores},
+                                             "choice_logprobs": scores,
+                                             "end_of_turn_ids": eot,
+                                             "tied": tied},
                              usage={"prompt_tokens": int(ids.shape[1]), "completion_tokens": 0},
                              latency=time.perf_counter() - t0)
 
     async def choose(self, messages, options):
+        """The option the model finds most likely as its whole reply: each option's tokens
+        plus the chat template's end-of-turn token(s) are scored (``raw["choice_logprobs"]``).
+        Ties (within 1e-6) go to the option listed first; ``raw["tied"]`` lists them."""
         if not self.supports_choice:
             raise ChatError("no_choice", f"{self.model_dir.name}: choices are scored for text "
                             "models only")
