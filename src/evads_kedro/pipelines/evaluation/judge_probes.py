@@ -87,8 +87,9 @@ def _duration(timeline: str) -> float | None:
 def probe_rows(qa: pd.DataFrame, *, n_questions: int, seed: int = 0,
                splits: Sequence[str] = ("test", "rl")) -> pd.DataFrame:
     """Five probes (:data:`PROBE_KINDS`) for each of ``n_questions`` released questions from
-    the first of ``splits`` present in ``qa`` (one question per video, seeded order; only
-    questions whose category has another video, so a swap exists)."""
+    the first of ``splits`` present in ``qa`` (one question per video, seeded order). The
+    swapped answer comes from another video of the same category, or of any category when the
+    video is its category's only one."""
     missing = {"question_id", "video_id", "category", "question", "answer", "split"} - set(qa)
     if missing:
         raise ValueError(f"released_qa lacks {sorted(missing)}; run the ingestion pipeline "
@@ -112,7 +113,8 @@ def probe_rows(qa: pd.DataFrame, *, n_questions: int, seed: int = 0,
             break
         g = per_video[v]
         cat = str(g["category"].iloc[0])
-        others = [o for o in by_cat[cat] if o != v]
+        # another video of the same category; of any category when it is the only one
+        others = [o for o in by_cat[cat] if o != v] or [o for o in sorted(per_video) if o != v]
         if not others:
             continue
         q = g.iloc[rng.randrange(len(g))]
