@@ -139,3 +139,8 @@ def test_kedro_run_evaluation_writes_and_logs_the_html_report(kedro_project):
     logged = {a.path for r in runs for a in mlflow.MlflowClient().list_artifacts(
         r.info.run_id, "evaluation")}
     assert "evaluation/evaluation_report.html" in logged
+    assert "evaluation/judge_check.json" in logged  # the judge check (judge_probes.py)
+    assert "<h2>Judge check</h2>" in html
+    metrics = {k for r in runs for k in r.data.metrics}
+    assert {"evaluation.judge_check.probes", "evaluation.judge_check.judge.invalid_rate",
+            "evaluation.judge_check.judge.flagged"} <= metrics

@@ -54,9 +54,11 @@ def judge_call(js: Mapping[str, Any], prompt: str):
         if js.get("constrained"):
             reply = await js["backend"].choose([{"role": "user", "content": prompt}],
                                                JUDGE_CHOICES)
+            raw = reply.raw if isinstance(reply.raw, dict) else {}
             return {"kind": "judgement", "status": "ok", "r5": parse_judge_reply(reply.text),
                     "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
-                    "choice_logprobs": reply.raw.get("choice_logprobs")}
+                    "choice_logprobs": raw.get("choice_logprobs"),
+                    "tied": raw.get("tied") or []}
         for attempt in range(1, js["invalid_retries"] + 2):
             reply = await js["backend"].chat([{"role": "user", "content": prompt}],
                                              temperature=js["temperature"], seed=js["seed"],
@@ -73,3 +75,18 @@ def judge_call(js: Mapping[str, Any], prompt: str):
                 "raw_reply": replies[-1] if replies else None, "raw_replies": replies,
                 "attempts": len(replies), "error": error}
     return run
+
+
+# A prompt that asks for exactly one legal reply: a judge able to return every level follows it.
+LEVEL_PROMPT = "Reply with exactly this line and nothing else: {choice}"
+
+
+async def levels_reachable(js: Mapping[str, Any]) -> list[float]:
+    """The legal scores the judge returns when a prompt asks for exactly that score (one call
+    per level, in :data:`JUDGE_CHOICES` order; a failed or invalid call reaches nothing)."""
+    reached = []
+    for choice in JUDGE_CHOICES:
+        rec = await judge_call(js, LEVEL_PROMPT.format(choice=choice))()
+        if rec["status"] == "ok" and rec["raw_reply"] and rec["r5"] == parse_judge_reply(choice):
+            reached.append(rec["r5"])
+    return reached

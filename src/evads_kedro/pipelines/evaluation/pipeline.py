@@ -27,6 +27,7 @@ per model under test (``eval:<model>``, ``evaluation_model_runs``) to compare mo
 from kedro.pipeline import Node, Pipeline
 
 from evads_kedro.pipelines.evaluation import nodes
+from evads_kedro.pipelines.evaluation.judge_probes import judge_check
 from evads_kedro.pipelines.evaluation.report_html import evaluation_html_report
 
 
@@ -70,9 +71,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="aggregate_results",
             ),
             Node(
+                judge_check,
+                inputs=["released_qa", "evaluation_judge_probe_cache", "params:evaluation"],
+                outputs=["evaluation_judge_probe_scores", "evaluation_judge_check",
+                         "evaluation_judge_check_metrics"],
+                name="judge_check",
+            ),
+            Node(
                 evaluation_html_report,
                 inputs=["evaluation_item_results", "evaluation_breakdown",
-                        "evaluation_leaderboard", "params:evaluation"],
+                        "evaluation_leaderboard", "params:evaluation",
+                        "evaluation_judge_check"],
                 outputs="evaluation_report_html",
                 name="evaluation_html_report",
             ),

@@ -10,6 +10,7 @@ can be mailed, attached to an MLflow run or opened from disk. Every text that co
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
@@ -200,12 +201,58 @@ def _text(x: Any) -> str:
     return str(x)
 
 
+def _judge_check_section(summary: Mapping[str, Any] | None) -> list[str]:
+    """The "Judge check" section: the probe battery's figures per judge (judge_probes.py), a
+    warning banner for each judge below the floor, and κ between judges."""
+    out = ["<h2>Judge check</h2>"]
+    if not summary or not summary.get("judges"):
+        return out + ['<p class="meta">Not run (<code>evaluation.judge_probes.enabled</code> '
+                      "is false): no measurement of whether the judge discriminates.</p>"]
+    floor = summary.get("floor") or {}
+    for name, fig in summary["judges"].items():
+        if fig.get("flagged"):
+            out.append(f'<p class="banner"><b>Judge <code>{escape(str(name))}</code> is below '
+                       "the floor</b>: " + escape("; ".join(fig.get("reasons") or [])) +
+                       ". Its scores on this run should not be trusted.</p>")
+    kinds = list(next(iter(summary["judges"].values()))["mean_r5_by_probe"])
+    head = ("<tr><th>judge</th>" + "".join(f"<th>mean R5: {escape(k)}</th>" for k in kinds) +
+            "<th>AUC ref vs swapped</th><th>Spearman</th><th>invalid</th>"
+            "<th>repeat agreement</th><th>prompt agreement</th><th>verdict</th></tr>")
+    body = []
+    for name, fig in summary["judges"].items():
+        verdict = ('<span class="bad">below floor</span>' if fig.get("flagged") else "ok")
+        cells = "".join(f'<td class="num">{_fmt(fig["mean_r5_by_probe"].get(k), 2)}</td>'
+                        for k in kinds)
+        body.append(f"<tr><td>{escape(str(name))}</td>{cells}"
+                    f'<td class="num">{_fmt(fig.get("auc_reference_vs_swapped"), 2)}</td>'
+                    f'<td class="num">{_fmt(fig.get("spearman"), 2)}</td>'
+                    f'<td class="num">{_fmt(fig.get("invalid_rate"), 2)}</td>'
+                    f'<td class="num">{_fmt(fig.get("repeat_agreement"), 2)}</td>'
+                    f'<td class="num">{_fmt(fig.get("prompt_agreement"), 2)}</td>'
+                    f"<td>{verdict}</td></tr>")
+    out.append("<table>" + head + "".join(body) + "</table>")
+    if summary.get("kappa"):
+        out.append('<p class="meta">Cohen\'s κ between judges (unweighted, 5 levels): ' +
+                   ", ".join(f"{escape(k)} {_fmt(v, 2)}" for k, v in summary["kappa"].items())
+                   + "</p>")
+    out.append(f'<p class="meta">{escape(str(summary.get("data", "")))}, '
+               f'{_fmt(summary.get("probes"), 0)} probes whose right score is known: '
+               "reference 1.0, half the key points 0.5, a fabricated quote 0.25, another "
+               "video's answer 0, empty 0. Floor: AUC ≥ "
+               f'{_fmt(floor.get("auc_reference_vs_swapped"), 2)}, Spearman ≥ '
+               f'{_fmt(floor.get("spearman"), 2)}, invalid ≤ '
+               f'{_fmt(floor.get("max_invalid_rate"), 2)}.</p>')
+    return out
+
+
 def html_report(leaderboard: pd.DataFrame, breakdown: pd.DataFrame, items: pd.DataFrame, *,
                 smoke_test: bool = False, worst_n: int = 5,
-                title: str = "E-VAds evaluation report") -> str:
+                title: str = "E-VAds evaluation report",
+                judge_check: Mapping[str, Any] | None = None) -> str:
     """One self-contained HTML page: leaderboard (R5/R3/S/MG with 95 % intervals and
-    invalid/failed counts), per-dimension/task/category charts and tables, and the ``worst_n``
-    lowest-scored items per model with question, answer, reference and judge score."""
+    invalid/failed counts), per-dimension/task/category charts and tables, the ``worst_n``
+    lowest-scored items per model with question, answer, reference and judge score, and the
+    judge check (``judge_check``: the probe battery's summary, when given)."""
     models = [str(m) for m in leaderboard["model"]]
     models += [str(m) for m in dict.fromkeys(breakdown["model"]) if str(m) not in models]
     judge = str(leaderboard["judge"].iloc[0]) if "judge" in leaderboard and len(leaderboard) \
@@ -241,6 +288,8 @@ def html_report(leaderboard: pd.DataFrame, breakdown: pd.DataFrame, items: pd.Da
                   bar_chart_svg(sub, models, groups, kind="mg", title=f"MG per {grouping}"),
                   "</div>", "<p class=\"meta\">R5 / MG per group (n = judged items)</p>",
                   _group_table(sub, models, groups)]
+    if judge_check is not None:
+        parts += _judge_check_section(judge_check)
     parts += [f"<h2>Worst items per model (lowest {worst_n})</h2>",
               _worst_items(items, models, worst_n),
               '<p class="meta">R5 = judge score in {0, 0.25, 0.5, 0.75, 1}; R3 maps 0.75→0.5 '
@@ -250,11 +299,13 @@ def html_report(leaderboard: pd.DataFrame, breakdown: pd.DataFrame, items: pd.Da
 
 
 def evaluation_html_report(item_results: pd.DataFrame, breakdown: pd.DataFrame,
-                           leaderboard: pd.DataFrame, params: dict[str, Any]) -> str:
-    """Kedro node: :func:`html_report` from ``aggregate_results``' tables and
-    ``params:evaluation`` (``judge.smoke_test``; ``report.worst_items``, default 5)."""
+                           leaderboard: pd.DataFrame, params: dict[str, Any],
+                           judge_check: Mapping[str, Any] | None = None) -> str:
+    """Kedro node: :func:`html_report` from ``aggregate_results``' tables,
+    ``params:evaluation`` (``judge.smoke_test``; ``report.worst_items``, default 5) and the
+    judge check's summary (``evaluation_judge_check``)."""
     judge = dict(params.get("judge") or {})
     rp = dict(params.get("report") or {})
     return html_report(leaderboard, breakdown, item_results,
                        smoke_test=bool(judge.get("smoke_test", False)),
-                       worst_n=int(rp.get("worst_items", 5)))
+                       worst_n=int(rp.get("worst_items", 5)), judge_check=judge_check)

@@ -6,7 +6,8 @@ code. An unusable reply is re-asked up to ``invalid_retries`` times and then rec
 ``invalid`` with the raw replies; a failed call (transport, 5xx after retries) is recorded
 ``failed``. Either way the question falls back to the rules (:func:`.tasks.classify_tasks`).
 With ``constrained`` (``auto``: whenever the backend can score fixed options, i.e. a local text
-model) the model instead picks the most likely of ``Task: BP`` ... ``Task: RC``.
+model) the model instead picks the most likely of ``Task: BP`` ... ``Task: RC``, each scored
+as a complete reply (ties to the first listed, recorded in ``tied``).
 
 Calls are cached like every other model call, keyed by (classifier model id, prompt template
 hash, question id, hash of the question text): a rerun makes no call.
@@ -40,7 +41,8 @@ def _classify_call(backend, prompt: str, settings: Mapping[str, Any], constraine
             reply = await backend.choose([{"role": "user", "content": prompt}], CHOICES)
             return {"kind": "task_label", "status": "ok", "task": parse_task_reply(reply.text),
                     "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
-                    "choice_logprobs": reply.raw.get("choice_logprobs")}
+                    "choice_logprobs": reply.raw.get("choice_logprobs"),
+                    "tied": reply.raw.get("tied") or []}
         replies: list[str] = []
         for attempt in range(1, int(settings.get("invalid_retries", 1)) + 2):
             reply = await backend.chat([{"role": "user", "content": prompt}],
