@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,15 @@ def build_evaluation_source(released_qa: pd.DataFrame, released_videos: pd.DataF
     for col in ("ques_categories", "goods_category"):
         if col not in rq.columns:
             rq[col] = None
-    qa = pd.concat([rq[[c for c in ts.QA_COLUMNS if c in rq.columns]], test_qa],
-                   ignore_index=True) if len(test_qa) else rq
+    if len(test_qa):
+        dup = rq["question_id"].isin(set(test_qa["question_id"]))
+        if dup.any():  # one row per question id downstream; the test split's own row wins
+            logger.warning("%d released SFT/RL question ids are also in %s; their test rows "
+                           "are used", int(dup.sum()), ts.TEST_FILE)
+        qa = pd.concat([rq.loc[~dup, [c for c in ts.QA_COLUMNS if c in rq.columns]], test_qa],
+                       ignore_index=True)
+    else:
+        qa = rq
     vcols = ["video_id", "video_path", "video_exists"]
     rv = released_videos[[c for c in vcols if c in released_videos.columns]] \
         if "video_id" in released_videos.columns else pd.DataFrame(columns=vcols)
@@ -346,7 +354,10 @@ def _enabled_models(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     table = params.get("models_under_test") or {}
     chosen = params.get("models")
     if isinstance(chosen, str):
-        chosen = [c.strip() for c in chosen.strip("[]").split(",") if c.strip()]
+        chosen = [chosen.strip("[]")]
+    if chosen:  # "a;b" too: kedro's --params splits on every comma, even inside [a,b]
+        chosen = [c.strip() for item in chosen for c in re.split(r"[;,+]", str(item))
+                  if c.strip()]
     if chosen:
         unknown = [m for m in chosen if not table.get(m)]
         if unknown:
