@@ -27,7 +27,7 @@ test: install
 	$(PY) -m pytest -q
 
 # The fault suite alone (also part of `make test`); its conftest prints the per-kind table and,
-# last, a JSON line {"kinds", "tried", "handled", "lost"}.
+# last, a JSON line {"kinds", "tried", "handled", "lost", "unrecorded"}.
 reliability: install
 	$(PY) -m pytest tests/reliability -q
 

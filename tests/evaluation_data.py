@@ -62,6 +62,13 @@ def make_videos(qa: pd.DataFrame) -> pd.DataFrame:
                          "video_exists": False})
 
 
+def missing_test_file() -> pd.DataFrame:
+    """What ``evaluation_test_raw`` loads when EVAds_TEST.parquet is absent."""
+    frame = pd.DataFrame()
+    frame.attrs["missing_file"] = "/nowhere/EVAds_TEST.parquet"
+    return frame
+
+
 _MARK = re.compile(r"\[S([a-z0-9.]+)\]")
 _TOKEN = re.compile(r"token=([a-z0-9.]+)")
 

@@ -56,3 +56,34 @@ def rl_row(video="../videos/7.mp4", qid="ques_" + "b" * 32, question="谁是目�
 
 def frame(rows):
     return pd.DataFrame([copy.deepcopy(r) for r in rows])
+
+
+# one spelling per task, as a split may write its ques_categories
+TASK_SPELLINGS = ("BP", "Cross-Modal Detection", "营销逻辑", "CI", "Regulatory Compliance")
+OFFICIAL_COLUMNS = ["question", "answer", "ques_categories", "goods_category", "asr_input",
+                    "video_id", "ques_id", "evidence", "asr_ocr_meta"]
+
+
+def official_test_frame(n_videos: int = 2, rl: pd.DataFrame | None = None) -> pd.DataFrame:
+    """An ``EVAds_TEST``-shaped table (the official script's columns) made from released RL
+    rows: the first ``n_videos`` videos of ``rl`` (a released RL parquet), or synthetic RL rows
+    (5 questions per video) when ``rl`` is None. ``ques_categories`` cycles through
+    :data:`TASK_SPELLINGS` within each video."""
+    from evads_kedro.pipelines.ingestion.released import import_splits
+
+    if rl is None:
+        rows = [rl_row(video=f"../videos/vid{v}.mp4", qid=f"ques_{v:016x}{q:016x}",
+                       question=f"问题{v}-{q}：谁是目标人群？")
+                for v in range(n_videos) for q in range(5)]
+        rl = frame(rows)
+    qa = import_splits([("rl", rl)], "/nonexistent/videos").qa
+    keep = list(dict.fromkeys(qa["video_id"]))[:n_videos]
+    qa = qa[qa["video_id"].isin(keep)].reset_index(drop=True)
+    order = qa.groupby("video_id").cumcount()
+    return pd.DataFrame({
+        "question": qa["question"], "answer": qa["answer"],
+        "ques_categories": [TASK_SPELLINGS[i % 5] for i in order],
+        "goods_category": qa["category"], "asr_input": qa["prompt_timeline"],
+        "video_id": qa["video_id"], "ques_id": qa["question_id"], "evidence": qa["clues"],
+        "asr_ocr_meta": qa["timeline_full"],
+    })[OFFICIAL_COLUMNS]

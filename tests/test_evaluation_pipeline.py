@@ -20,13 +20,20 @@ from evads_kedro.datasets.jsonl_cache import JsonlCacheDataset
 from evads_kedro.frames import FrameStack
 from evads_kedro.pipelines.evaluation import create_pipeline
 from evads_kedro.scoring import all_scores
-from evaluation_data import build_tiny_lm, eval_params, make_qa, make_videos, scripted_responder
+from evaluation_data import (
+    build_tiny_lm,
+    eval_params,
+    make_qa,
+    make_videos,
+    missing_test_file,
+    scripted_responder,
+)
 from llm_server import FakeLLMServer, Status, prompt_text
 
 OUTPUTS = ["evaluation_item_results", "evaluation_breakdown", "evaluation_leaderboard",
            "evaluation_leaderboard_md", "evaluation_metrics", "evaluation_answers",
            "evaluation_judgements", "evaluation_task_report", "evaluation_questions",
-           "evaluation_model_runs"]
+           "evaluation_model_runs", "evaluation_final_results"]
 
 # video 0: legal scores; video 1: malformed judge replies + one failed generation
 MARKERS = [["1", "0.75", "0.5", "0.25", "0"], ["1", "bad", "frac", "fail", "1"]]
@@ -53,6 +60,7 @@ def _catalog(tmp_path, qa, videos, params):
           "evaluation_task_cache": JsonlCacheDataset(str(tmp_path / "cache/task_labels.jsonl")),
           "evaluation_task_reference": MemoryDataset(pd.DataFrame(
               columns=["question_id_prefix", "task", "sample"])),
+          "evaluation_test_raw": MemoryDataset(missing_test_file(), copy_mode="assign"),
           "evaluation_plot": MemoryDataset(copy_mode="assign")}
     ds.update({name: MemoryDataset(copy_mode="assign") for name in OUTPUTS})
     # intermediates are persisted (the runner releases consumed memory datasets)

@@ -106,3 +106,43 @@ def category_name(label: str | None) -> str:
     """English display name of a category label; ``Unknown category`` otherwise."""
     found = find_category(label)
     return found.name if found else "Unknown category"
+
+
+# Spellings of a task label a split may carry (``ques_categories`` of EVAds_TEST): the code,
+# the English name, or a Chinese name. Matching ignores case, spaces, '-', '_' and '&'/'and'.
+TASK_NAMES_ZH: dict[str, tuple[str, ...]] = {
+    "BP": ("基础感知", "基本感知"),
+    "CM": ("跨模态检测", "跨模态一致性", "跨模态一致性检测", "跨模态"),
+    "ML": ("营销逻辑",),
+    "CI": ("消费者洞察", "用户洞察", "消费洞察"),
+    "RC": ("合规审查", "广告合规", "合规性", "法规合规", "合规检测"),
+}
+
+
+def _squash(label: str) -> str:
+    out = label.strip().lower()
+    for old, new in (("&", ""), (" and ", ""), ("-", ""), ("_", ""), (" ", ""), ("/", "")):
+        out = out.replace(old, new)
+    return out
+
+
+_TASK_SPELLINGS: dict[str, str] = {}
+for _code, _task in TASKS.items():
+    for _spelling in (_code, _task.name, *TASK_NAMES_ZH.get(_code, ())):
+        _TASK_SPELLINGS[_squash(_spelling)] = _code
+
+
+def task_from_label(label: object) -> str | None:
+    """Task code of a task label given as code, English or Chinese name (``"BP"``, ``"Basic
+    Perception"``, ``"基础感知"``, also ``"BP: Basic Perception"``); None for an unknown
+    spelling, which callers keep and list rather than drop."""
+    if not isinstance(label, str) or not label.strip():
+        return None
+    key = _squash(label)
+    if key in _TASK_SPELLINGS:
+        return _TASK_SPELLINGS[key]
+    for sep in (":", "：", "(", "（"):  # "BP: Basic Perception", "基础感知 (BP)"
+        head = _squash(label.split(sep)[0])
+        if sep in label and head in _TASK_SPELLINGS:
+            return _TASK_SPELLINGS[head]
+    return None

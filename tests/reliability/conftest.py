@@ -1,20 +1,21 @@
 """Reliability suite plumbing: every test records, per kind of fault, how many items it tried,
 how many got the expected clear error / quarantine record, and how many items (bad or good) were
 lost (neither processed nor recorded). ``make reliability`` prints the table at the end of the
-session, then one JSON line ``{"kinds", "tried", "handled", "lost"}``.
+session, then one JSON line ``{"kinds", "tried", "handled", "lost", "unrecorded"}``; every
+kind a test declares with ``@pytest.mark.kinds`` is listed, recorded or not (see rel_table).
 
 Outcomes are recorded *before* a test asserts, so a failing kind still shows up in the table.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import pytest
+from rel_table import KindOutcome, expected_kinds
+from rel_table import report_lines as _report_lines
 
 from project_copy import enter_project, make_project
 
@@ -23,16 +24,17 @@ if TESTS not in sys.path:  # helpers of the main suite (llm_server, test_ingesti
     sys.path.insert(0, TESTS)
 
 
-@dataclass
-class KindOutcome:
-    pipeline: str
-    tried: int = 0
-    handled: int = 0
-    lost: int = 0
-
-
-PIPELINE_ORDER = ("ingestion", "ingestion (released)", "evaluation", "qa_generation")
 _OUTCOMES: OrderedDict[tuple[str, str], KindOutcome] = OrderedDict()
+_EXPECTED: list[tuple[str, str]] = []
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "kinds(pipeline, *kinds, param=None): kinds of fault a "
+                            "reliability test covers (listed even when it records nothing)")
+
+
+def pytest_collection_finish(session) -> None:  # after -k / -m deselection
+    _EXPECTED[:] = expected_kinds(session.items)
 
 
 class Recorder:
@@ -51,25 +53,13 @@ def outcome() -> Recorder:
 
 
 def report_lines() -> list[str]:
-    """The table and, last, the JSON summary line."""
-    order = {p: i for i, p in enumerate(PIPELINE_ORDER)}
-    rows = sorted(_OUTCOMES.items(), key=lambda kv: order.get(kv[1].pipeline, len(order)))
-    kw = max([len("kind of fault")] + [len(k) for (k, _), _ in rows])
-    pw = max([len("pipeline")] + [len(o.pipeline) for _, o in rows])
-    head = f"{'kind of fault':<{kw}}  {'pipeline':<{pw}}  {'tried':>5}  {'handled':>7}  {'lost':>4}"
-    lines = ["", "== reliability ==", head, "-" * len(head)]
-    for (kind, _), o in rows:
-        lines.append(f"{kind:<{kw}}  {o.pipeline:<{pw}}  {o.tried:>5}  {o.handled:>7}  {o.lost:>4}")
-    total = {"kinds": len(rows), "tried": sum(o.tried for _, o in rows),
-             "handled": sum(o.handled for _, o in rows), "lost": sum(o.lost for _, o in rows)}
-    lines.append("-" * len(head))
-    lines.append(json.dumps(total))
-    return lines
+    """The table (every expected kind listed) and, last, the JSON summary line."""
+    return _report_lines(_OUTCOMES, _EXPECTED)
 
 
 def pytest_unconfigure(config) -> None:
     # after pytest's own "N passed" line, so the JSON object is the last line of the output
-    if _OUTCOMES:
+    if _OUTCOMES or _EXPECTED:
         sys.stdout.write("\n".join(report_lines()) + "\n")
         sys.stdout.flush()
 

@@ -79,6 +79,7 @@ def _eval_setup(project: Path, base_url: str, n_videos: int) -> pd.DataFrame:
     return qa
 
 
+@pytest.mark.kinds("evaluation", "kill -9: evaluation (answering, judging)")
 def test_evaluation_killed_while_answering_and_judging_resumes_exactly_once(kedro_project,
                                                                             outcome):
     from evaluation_data import scripted_responder
@@ -119,6 +120,7 @@ def test_evaluation_killed_while_answering_and_judging_resumes_exactly_once(kedr
 
 
 # --------------------------------------------------------------------------- qa_generation
+@pytest.mark.kinds("qa_generation", "kill -9: qa_generation (agents)")
 def test_qa_generation_killed_mid_batch_resumes_exactly_once(kedro_project, outcome):
     from test_qa_generation_pipeline import make_params, responder, videos_frame
 

@@ -93,6 +93,7 @@ def _kinds() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.kinds("evaluation", param="kind")
 @pytest.mark.parametrize("kind", _kinds())
 def test_evaluation_records_every_llm_fault_and_finishes_the_batch(evaluated, kind, outcome):
     qs, answers, judgements = evaluated
@@ -137,6 +138,7 @@ QA_FAULTS = {  # persona -> (kind, action on ad_cream, stage, reason regex)
 
 
 @pytest.mark.slow
+@pytest.mark.kinds("qa_generation", *sorted({k for k, *_ in QA_FAULTS.values()}))
 def test_qa_generation_records_every_failed_call_and_keeps_the_good_video(outcome):
     from test_qa_generation_pipeline import PERSONA_NEEDLES, run_slice
     from test_qa_generation_pipeline import responder as good_responder
@@ -175,6 +177,7 @@ def test_qa_generation_records_every_failed_call_and_keeps_the_good_video(outcom
     assert set(gaps.loc[gaps["video_id"] == "ad_cream", "task"]) == {"BP", "CM", "ML", "CI", "RC"}
 
 
+@pytest.mark.kinds("evaluation", "row: null / empty question in released_qa")
 def test_evaluation_rows_without_a_question_fail_alone(tmp_path, outcome):
     """A hand-made released_qa with a null / empty question: those items fail with the fix
     (no model call with a 'nan' question), the rest of the batch is answered and judged."""
@@ -201,6 +204,7 @@ def test_evaluation_rows_without_a_question_fail_alone(tmp_path, outcome):
     assert (j.loc[good, "judge_status"] == "ok").all()
 
 
+@pytest.mark.kinds("qa_generation", "qa: ingested video with unusable timeline")
 def test_qa_generation_skips_unusable_timelines_by_name(caplog, outcome):
     """Ingested videos whose timeline does not parse (or has no event) are skipped with a
     warning naming the video and what to do; the good video still gets its 5 tasks."""

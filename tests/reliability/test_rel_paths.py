@@ -42,6 +42,7 @@ def _images(request: dict) -> int:
     return sum(p.get("type") == "image_url" for p in content) if isinstance(content, list) else 0
 
 
+@pytest.mark.kinds("evaluation", "path: row video_id escaping frames_dir")
 def test_a_row_cannot_steer_frame_reads_out_of_frames_dir(tmp_path, outcome):
     frames_dir = tmp_path / "data" / "frames"
     outside = tmp_path / "outside"
@@ -77,6 +78,7 @@ def test_a_row_cannot_steer_frame_reads_out_of_frames_dir(tmp_path, outcome):
 
 @pytest.mark.parametrize("raw", ["../videos/...mp4", "../videos/.hidden.mp4", "videos/.mp4",
                                  "../videos/a\tb.mp4", "../videos/..", "../videos/a/../../x.mp4"])
+@pytest.mark.kinds("ingestion (released)", "path: dot-only / hidden / control-char video name")
 def test_unusable_video_names_are_refused(raw, tmp_path, outcome):
     try:
         resolve_video_path(raw, tmp_path)
@@ -88,6 +90,7 @@ def test_unusable_video_names_are_refused(raw, tmp_path, outcome):
     assert handled
 
 
+@pytest.mark.kinds("evaluation", "path: row video_path outside the video roots")
 def test_video_paths_outside_the_video_roots_are_not_read(tmp_path, outcome, caplog):
     root, outside = tmp_path / "videos", tmp_path / "outside"
     root.mkdir()

@@ -134,11 +134,13 @@ def _check(imported, kind: str, split: str, rows: list[dict], reason: str, outco
     assert good <= set(qa["question_id"]), "good rows of the same file were dropped"
 
 
+@pytest.mark.kinds("ingestion (released)", param="kind")
 @pytest.mark.parametrize("kind", sorted(SFT_BAD))
 def test_bad_sft_rows_are_reported_and_the_import_continues(imported, kind, outcome):
     _check(imported, kind, "sft", SFT_BAD[kind], REASONS[kind], outcome)
 
 
+@pytest.mark.kinds("ingestion (released)", "timeline: out-of-order seconds")
 def test_bad_rl_rows_are_reported(imported, outcome):
     kind = "timeline: out-of-order seconds"
     _check(imported, kind, "rl", RL_BAD[kind], REASONS[kind], outcome)
@@ -170,6 +172,7 @@ NON_STRING = {
 }
 
 
+@pytest.mark.kinds("ingestion (released)", "row: non-string fields")
 def test_non_string_fields_are_reported_per_row(tmp_path, outcome):
     rows, expect = [], {}
     for i, (name, (mutate, reason)) in enumerate(NON_STRING.items()):
@@ -190,6 +193,7 @@ def test_non_string_fields_are_reported_per_row(tmp_path, outcome):
         assert re.search(reason, errs.loc[i, "reason"]), (name, errs.loc[i, "reason"])
 
 
+@pytest.mark.kinds("ingestion (released)", "parquet: missing columns")
 def test_missing_columns_reject_the_split_with_the_fix(tmp_path, outcome):
     no_answer = frame([sft_row(qid=_qid(401)), sft_row(qid=_qid(402))]).drop(columns=["answer"])
     no_reward = frame([rl_row(qid=_qid(403))]).drop(columns=["reward_model", "extra_info"])

@@ -47,6 +47,7 @@ def _setup(project: Path, base_url: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.kinds("evaluation", "secret: API key from env + credentials.yml")
 def test_keys_reach_the_server_and_nowhere_else(kedro_project, outcome):
     from evaluation_data import scripted_responder
 
@@ -95,6 +96,7 @@ def test_keys_reach_the_server_and_nowhere_else(kedro_project, outcome):
     assert not leaks, leaks
 
 
+@pytest.mark.kinds("evaluation", "secret: API key written in parameters")
 def test_api_key_in_parameters_is_refused_before_anything_is_logged(kedro_project, outcome):
     from kedro.framework.project import configure_project
     from kedro.framework.session import KedroSession

@@ -150,6 +150,7 @@ def test_corpus_covers_the_kinds(batch):
     assert len(batch["kinds"]) >= 14
 
 
+@pytest.mark.kinds("ingestion", param="kind")
 @pytest.mark.parametrize("kind", [
     "control: good videos", "video: zero bytes", "video: truncated",
     "video: wrong container / not media", "video: audio only", "video: 8K (7680x4320)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evads_kedro.backends import video_parts
 from evads_kedro.backends.llm import ChatBackend, build_chat
 from evads_kedro.calls.cache import JsonlCache, stable_hash, text_hash
 from evads_kedro.calls.judge import judge_call, judge_settings
@@ -29,8 +31,10 @@ from evads_kedro.calls.templates import (
     render,
     resolve_path,
 )
+from evads_kedro.pipelines.evaluation import protocol as proto
 from evads_kedro.pipelines.evaluation import report as rep
 from evads_kedro.pipelines.evaluation import task_llm, tasks
+from evads_kedro.pipelines.evaluation import test_split as ts
 from evads_kedro.pipelines.evaluation.report import per_model_metrics
 from evads_kedro.pipelines.evaluation.video_frames import frame_source, load_frames
 from evads_kedro.scoring import all_scores, split_completion
@@ -42,7 +46,8 @@ logger = logging.getLogger(__name__)
 QUESTION_COLUMNS = [
     "question_id", "video_id", "split", "category", "category_slug", "task", "task_raw",
     "task_source", "dimension", "dimension_slug", "question", "answer", "clues",
-    "timeline_asr_only", "timeline_full", "video_path", "video_exists",
+    "timeline_asr_only", "timeline_full", "video_path", "video_exists", "ques_categories",
+    "goods_category",
 ]
 ANSWER_COLUMNS = [
     "model", "model_id", "question_id", "video_id", "sample_index", "seed", "answer_key",
@@ -52,13 +57,20 @@ ANSWER_COLUMNS = [
 JUDGEMENT_COLUMNS = [
     "model", "question_id", "sample_index", "answer_key", "judge_key", "judge_model_id",
     "judge_template_hash", "judge_status", "r5", "attempts", "raw_reply", "raw_replies",
-    "error", "cached",
+    "error", "cached", "judged_text",
 ]
 ITEM_COLUMNS = [
     "model", "model_id", "question_id", "video_id", "split", "sample_index", "category",
     "category_slug", "task", "task_source", "dimension", "dimension_slug", "question",
     "reference_answer", "input_mode", "answer_status", "answer", "well_formed", "judge_status",
-    "r5", "r3", "s", "mg", "judge_raw_reply", "error",
+    "r5", "r3", "s", "mg", "judge_raw_reply", "error", "ques_categories", "goods_category",
+    "prediction", "judged_text",
+]
+# the official script's final_results.csv columns first, then ours
+FINAL_RESULTS_COLUMNS = [
+    "video_id", "ques_id", "question", "answer", "prediction", "ques_categories",
+    "goods_category", "score_R5", "score_R3", "score_R2", "model", "model_id", "sample_index",
+    "task", "dimension", "input_mode", "judged_text", "judge_status", "judge_raw_reply", "error",
 ]
 
 
@@ -68,6 +80,80 @@ def _norm_category(label: Any) -> str:
     if not isinstance(label, str):
         return "unknown"
     return category_slug(label.replace(" & ", "/").strip())
+
+
+def _test_file_hint(test_raw: pd.DataFrame) -> str:
+    return str(test_raw.attrs.get("missing_file") or test_raw.attrs.get("source_file")
+               or ts.TEST_FILE)
+
+
+def build_evaluation_source(released_qa: pd.DataFrame, released_videos: pd.DataFrame,
+                            test_raw: pd.DataFrame, params: dict[str, Any]
+                            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """Every evaluable question (released SFT/RL rows + the official test split when
+    ``EVAds_TEST.parquet`` is in ``evads_data_dir``), their videos, the test import report, and
+    the split the run evaluates with its banner.
+
+    ``subset.splits: auto`` (or null) evaluates ``test`` when the file is there, else falls
+    back to ``rl`` (E-VAds-R1's *training* data) and says so in the banner. Asking for ``test``
+    without the file is an error naming the file and the fix."""
+    roots = ts.video_roots(params.get("video_roots"))
+    missing = bool(test_raw.attrs.get("missing_file")) or test_raw.empty
+    if missing:
+        test_qa = pd.DataFrame(columns=ts.QA_COLUMNS)
+        test_videos = pd.DataFrame(columns=ts.VIDEO_COLUMNS)
+        errors = pd.DataFrame(columns=ts.ERROR_COLUMNS)
+    else:
+        test_qa, test_videos, errors = ts.import_test_split(test_raw, roots)
+        for r in errors.itertuples(index=False):
+            logger.warning("%s row %s (%s, column %s): %s", ts.TEST_FILE, r.row, r.question_id,
+                           r.column, r.reason)
+    rq = released_qa.copy()
+    for col in ("ques_categories", "goods_category"):
+        if col not in rq.columns:
+            rq[col] = None
+    if len(test_qa):
+        dup = rq["question_id"].isin(set(test_qa["question_id"]))
+        if dup.any():  # one row per question id downstream; the test split's own row wins
+            logger.warning("%d released SFT/RL question ids are also in %s; their test rows "
+                           "are used", int(dup.sum()), ts.TEST_FILE)
+        qa = pd.concat([rq.loc[~dup, [c for c in ts.QA_COLUMNS if c in rq.columns]], test_qa],
+                       ignore_index=True)
+    else:
+        qa = rq
+    vcols = ["video_id", "video_path", "video_exists"]
+    rv = released_videos[[c for c in vcols if c in released_videos.columns]] \
+        if "video_id" in released_videos.columns else pd.DataFrame(columns=vcols)
+    videos = pd.concat([rv, test_videos], ignore_index=True).drop_duplicates(
+        "video_id", keep="last") if len(test_videos) else rv
+    sp = (params.get("subset") or {}).get("splits")
+    auto = sp in (None, "auto", ["auto"], [])
+    file_hint = _test_file_hint(test_raw)
+    if auto:
+        splits = ["test"] if len(test_qa) else ["rl"]
+    else:
+        splits = [sp] if isinstance(sp, str) else list(sp)
+        if "test" in splits and not len(test_qa):
+            raise ValueError(f"evaluation.subset.splits asks for the test split but "
+                             f"{file_hint} is {'missing' if missing else 'empty'}: download "
+                             "EVAds_TEST.parquet into evads_data_dir (EVADS_DATA_DIR or "
+                             "--params evads_data_dir=DIR), or use evaluation.subset.splits=[rl]")
+    if splits == ["test"]:
+        banner = (f"Official E-VAds test split ({ts.TEST_FILE}, {len(test_qa)} questions, "
+                  f"{int(test_videos['video_exists'].sum())}/{len(test_videos)} videos found).")
+    elif "test" not in splits and not len(test_qa):
+        banner = (f"NOT the test split: {ts.TEST_FILE} was not found ({file_hint}), so this run "
+                  f"evaluates on {'+'.join(splits)}, which is E-VAds-R1's training data. Put "
+                  "EVAds_TEST.parquet in evads_data_dir for numbers comparable with the paper.")
+    else:
+        banner = f"Splits {'+'.join(splits)} (chosen by evaluation.subset.splits)."
+    logger.info("evaluation split: %s", banner)
+    info = {"splits": splits, "auto": auto, "test_file": file_hint,
+            "test_present": bool(len(test_qa)), "n_test_questions": int(len(test_qa)),
+            "n_test_import_errors": int((errors["severity"] == "error").sum()),
+            "n_test_import_warnings": int((errors["severity"] == "warning").sum()),
+            "protocol": proto.protocol_name(params), "banner": banner}
+    return qa, videos, errors, info
 
 
 def classify_tasks(qa: pd.DataFrame, task_cache: JsonlCache, reference: pd.DataFrame | None,
@@ -87,8 +173,9 @@ def classify_tasks(qa: pd.DataFrame, task_cache: JsonlCache, reference: pd.DataF
         llm = task_llm.llm_task_labels(qa, task_cache, params,
                                        progress=bool(params.get("progress", True)))
     labels, report = tasks.classify_tasks(
-        qa, params, None if llm is None else dict(zip(llm["question_id"], llm["llm_task"],
-                                                      strict=True)))
+        qa.drop(columns=[c for c in ("task",) if c in qa.columns]), params,
+        None if llm is None else dict(zip(llm["question_id"], llm["llm_task"], strict=True)))
+    labels, report["given_labels"] = _given_labels(labels, qa)
     if llm is not None:
         labels = labels.merge(llm[["question_id", "llm_status", "llm_raw_reply"]],
                               on="question_id", how="left")
@@ -110,10 +197,46 @@ def classify_tasks(qa: pd.DataFrame, task_cache: JsonlCache, reference: pd.DataF
     return labels, report
 
 
+def _given_labels(labels: pd.DataFrame, qa: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Where a split ships its task label (``ques_categories``), it replaces the classifier's:
+    mapped to a task when the spelling is known, kept raw (no task) otherwise. Returns the
+    labels and a report with the unknown spellings and the rule classifier's accuracy
+    against the real labels."""
+    raw = (qa["ques_categories"] if "ques_categories" in qa.columns
+           else pd.Series([None] * len(qa))).reset_index(drop=True)
+    given_task = (qa["task"] if "task" in qa.columns else pd.Series([None] * len(qa))
+                  ).reset_index(drop=True)
+    has_raw = raw.map(lambda v: isinstance(v, str) and bool(v.strip()))
+    has_task = given_task.isin(TASKS)
+    labels = labels.copy()
+    labels["ques_categories"] = raw.to_numpy()
+    labels["task_classifier"] = labels["task"]
+    use = (has_raw | has_task).to_numpy()
+    labels.loc[use, "task"] = given_task[use].to_numpy()
+    labels.loc[use, "task_source"] = "given"
+    known = (has_raw & has_task).to_numpy()
+    report: dict[str, Any] = {
+        "n_given": int(use.sum()), "n_mapped": int(known.sum()),
+        "unknown_spellings": raw[(has_raw & ~has_task)].value_counts().to_dict(),
+    }
+    if known.any():
+        hit = labels.loc[known, "task_classifier"] == labels.loc[known, "task"]
+        report["classifier_accuracy_vs_given"] = float(hit.mean())
+        report["classifier_accuracy_n"] = int(known.sum())
+        logger.info("task classifier vs the split's own labels: accuracy %.3f on %d questions",
+                    float(hit.mean()), int(known.sum()))
+    if report["unknown_spellings"]:
+        logger.warning("unknown ques_categories spellings (kept as given, no task): %s",
+                       report["unknown_spellings"])
+    return labels, report
+
+
 def _asr_only(row: pd.Series) -> str:
     """The ASR-only timeline given to the model under test (SPEC §6): the RL prompt's own
     timeline when the row is from the RL split (kept as released), else derived."""
     pt = row.get("prompt_timeline")
+    if row.get("split") == "test":  # the official asr_input, as given
+        return pt if isinstance(pt, str) else ""
     if isinstance(pt, str) and pt.startswith("Voiceover:"):
         return pt
     return parse_timeline(row["timeline_full"]).to_asr_only().render()
@@ -137,8 +260,10 @@ def select_questions(qa: pd.DataFrame, task_labels: pd.DataFrame, videos: pd.Dat
     df = df.merge(task_labels[["question_id", "task", "task_raw", "task_source"]],
                   on="question_id", how="left")
     splits = sp.get("splits")
-    if splits:
-        df = df[df["split"].isin(list(splits))]
+    if splits in (None, "auto", ["auto"], []):  # the test split when present, else RL
+        splits = ["test"] if (df["split"] == "test").any() else ["rl"]
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    df = df[df["split"].isin(splits)]
     if sp.get("question_ids"):
         df = df[df["question_id"].isin(list(sp["question_ids"]))]
     elif _limit(sp.get("max_questions")):
@@ -162,6 +287,7 @@ def select_questions(qa: pd.DataFrame, task_labels: pd.DataFrame, videos: pd.Dat
         raise ValueError("evaluation subset is empty: check evaluation.subset (splits "
                          f"{splits}) and that the ingestion tables are there")
     vcols = [c for c in ("video_id", "video_path", "video_exists") if c in videos.columns]
+    df = df.drop(columns=[c for c in ("video_path", "video_exists") if c in df.columns])
     df = df.merge(videos[vcols].drop_duplicates("video_id"), on="video_id", how="left") \
         if "video_id" in vcols else df.assign(video_path=None, video_exists=False)
     out = pd.DataFrame({
@@ -182,6 +308,8 @@ def select_questions(qa: pd.DataFrame, task_labels: pd.DataFrame, videos: pd.Dat
         "timeline_full": df["timeline_full"],
         "video_path": df.get("video_path"),
         "video_exists": df.get("video_exists", False),
+        "ques_categories": df["ques_categories"] if "ques_categories" in df.columns else None,
+        "goods_category": df["goods_category"] if "goods_category" in df.columns else None,
     })
     out["dimension_slug"] = out["dimension"].map(rep.DIMENSION_SLUG)
     out["video_exists"] = out["video_exists"].fillna(False).astype(bool)
@@ -220,25 +348,50 @@ def _confine_video_paths(questions: pd.DataFrame, roots: Any) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ generation
 def _enabled_models(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    models = {name: dict(spec) for name, spec in (params.get("models_under_test") or {}).items()
+    """The models under test of this run: exactly the names in ``evaluation.models`` when it
+    is set (their ``enabled`` flags ignored), else every entry whose ``enabled`` is not false.
+    An entry's keys are passed on as they are (e.g. ``backend.adapter_dir``)."""
+    table = params.get("models_under_test") or {}
+    chosen = params.get("models")
+    if isinstance(chosen, str):
+        chosen = [chosen.strip("[]")]
+    if chosen:  # "a;b" too: kedro's --params splits on every comma, even inside [a,b]
+        chosen = [c.strip() for item in chosen for c in re.split(r"[;,+]", str(item))
+                  if c.strip()]
+    if chosen:
+        unknown = [m for m in chosen if not table.get(m)]
+        if unknown:
+            raise ValueError(f"evaluation.models names {unknown}, not in "
+                             f"evaluation.models_under_test ({sorted(table)}); fix the name or "
+                             "add the entry")
+        return {m: dict(table[m]) for m in chosen}
+    models = {name: dict(spec) for name, spec in table.items()
               if spec and spec.get("enabled", True)}
     if not models:
-        raise ValueError("no enabled model under test: set evaluation.models_under_test")
+        raise ValueError("no enabled model under test: set evaluation.models_under_test or "
+                         "evaluation.models=[name,...]")
     return models
 
 
-def _model_settings(spec: Mapping[str, Any], gen: Mapping[str, Any]) -> dict[str, Any]:
-    """Generation settings of one model: pipeline defaults overridden by the model's keys."""
+def _model_settings(spec: Mapping[str, Any], gen: Mapping[str, Any],
+                    params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Generation settings of one model: the protocol's defaults, then the pipeline's
+    ``generation`` keys, then the model's own keys (null values do not override)."""
+    params = params or {}
+    defaults = proto.protocol_defaults(params)
     keys = ("temperature", "seed", "n_samples", "max_tokens", "prompt_path", "video_token",
-            "n_frames", "max_side", "system_prompt", "concurrency")
+            "n_frames", "max_side", "system_prompt", "concurrency", "video_native")
     s = {k: gen.get(k) for k in keys}
-    s.update({k: spec[k] for k in keys if k in spec})
+    s.update({k: spec[k] for k in keys if k in spec and spec[k] is not None})
+    if s.get("prompt_path") is None:
+        s["prompt_path"] = defaults["answer_prompt_path"]
+    for k in ("temperature", "max_tokens"):
+        if s.get(k) is None:
+            s[k] = defaults[k]
     s["timeline"] = spec.get("timeline", "asr_only")
-    s["video"] = spec.get("video", "none")
+    s["video"] = proto.video_mode(spec, params)
     if s["timeline"] not in ("asr_only", "full", "none"):
         raise ValueError(f"timeline must be asr_only, full or none, got {s['timeline']!r}")
-    if s["video"] not in ("frames", "none"):
-        raise ValueError(f"video must be frames or none, got {s['video']!r}")
     return s
 
 
@@ -255,8 +408,18 @@ def _answer_jobs(questions: pd.DataFrame, params: Mapping[str, Any]):
     concurrency: dict[str, int] = {}
     models_meta: dict[str, dict[str, Any]] = {}
     for name, spec in _enabled_models(params).items():
-        s = _model_settings(spec, gen)
-        backend: ChatBackend = build_chat(spec.get("backend") or {})
+        s = _model_settings(spec, gen, params)
+        bparams = dict(spec.get("backend") or {})
+        if s["video"] == "native":
+            if bparams.get("backend", "openai") != "openai":
+                raise ValueError(f"model {name!r}: video: native sends the video file to an "
+                                 "OpenAI-compatible endpoint (vLLM, SGLang); a local backend "
+                                 "takes video: frames or none")
+            extra = dict(bparams.get("extra_body") or {})
+            extra.setdefault("mm_processor_kwargs",
+                             video_parts.processor_kwargs(s.get("video_native")))
+            bparams["extra_body"] = extra
+        backend: ChatBackend = build_chat(bparams)
         if s["video"] == "frames" and not backend.supports_images:
             raise ValueError(f"model {name!r} asks for video frames but {backend!r} has no "
                              "image input; use video: none or a vision model")
@@ -275,13 +438,21 @@ def _answer_jobs(questions: pd.DataFrame, params: Mapping[str, Any]):
             messages = _messages(prompt, s.get("system_prompt"))
             src = None
             image_spec = None
-            if s["video"] == "frames":
+            video_spec = None
+            if s["video"] == "native":
+                vpath = q.video_path if isinstance(q.video_path, str) and q.video_exists \
+                    else None
+                if vpath and Path(vpath).is_file():
+                    src = vpath
+                    video_spec = {"path": vpath, **video_parts.video_identity(vpath)}
+            elif s["video"] == "frames":
                 vpath = q.video_path if isinstance(q.video_path, str) else None
                 src = frame_source(q.video_id, vpath, frames_dir)
                 if src is not None:
                     image_spec = {"video_id": q.video_id, "source": src,
                                   "n_frames": int(s["n_frames"]), "max_side": s.get("max_side")}
             input_mode = ("text" if s["video"] == "none" else
+                          "video+text" if video_spec else
                           "frames+text" if src else "text_no_video")
             for k in range(n_samples):
                 seed = None if base_seed is None else int(base_seed) + k
@@ -289,6 +460,9 @@ def _answer_jobs(questions: pd.DataFrame, params: Mapping[str, Any]):
                             "max_tokens": int(s["max_tokens"])}
                 key = stable_hash({"kind": "answer", "model": backend.model_id,
                                    "messages": messages, "images": image_spec,
+                                   **({"video": {k: video_spec[k] for k in ("name", "sha256")},
+                                       "video_kwargs": bparams.get("extra_body")}
+                                      if video_spec else {}),
                                    "decoding": decoding, "seed": seed, "sample_index": k})
                 meta = {"model_id": backend.model_id, "question_id": q.question_id,
                         "sample_index": k, "seed": seed, "input_mode": input_mode,
@@ -296,11 +470,12 @@ def _answer_jobs(questions: pd.DataFrame, params: Mapping[str, Any]):
                 jobs.append(Job(key=key, group=name, meta={**meta, "_model": name,
                                                            "_video_id": q.video_id},
                                 run=_answer_call(backend, messages, decoding, seed,
-                                                 image_spec, q, frames_dir)))
+                                                 image_spec, q, frames_dir, video_spec)))
     return jobs, concurrency, models_meta
 
 
-def _answer_call(backend, messages, decoding, seed, image_spec, q, frames_dir):
+def _answer_call(backend, messages, decoding, seed, image_spec, q, frames_dir,
+                 video_spec=None):
     async def run() -> dict[str, Any]:
         if not isinstance(q.question, str) or not q.question.strip():  # a failed item, no call
             raise ValueError(f"released_qa row {q.question_id} has no question text; re-import "
@@ -311,7 +486,12 @@ def _answer_call(backend, messages, decoding, seed, image_spec, q, frames_dir):
             frames, _ = await asyncio.to_thread(load_frames, q.video_id, vpath, frames_dir,
                                                 image_spec["n_frames"], image_spec["max_side"])
             images = list(frames)
-        reply = await backend.chat(messages, temperature=decoding["temperature"], seed=seed,
+        if video_spec is not None:
+            part = await asyncio.to_thread(video_parts.video_url_part, video_spec["path"])
+            messages_sent = video_parts.with_video(messages, part)
+        else:
+            messages_sent = messages
+        reply = await backend.chat(messages_sent, temperature=decoding["temperature"], seed=seed,
                                    max_tokens=decoding["max_tokens"], images=images)
         return {"kind": "answer", "status": "ok", "text": reply.text, "usage": reply.usage,
                 "latency_s": round(reply.latency, 4), "attempts": reply.attempts,
@@ -357,7 +537,8 @@ def judge_answers(questions: pd.DataFrame, answers: pd.DataFrame, judgement_cach
 
     Cache key: (judge model id, judge template hash, question id, hash of the judged text).
     An answer whose generation failed gets ``judge_status = skipped`` (counted as failed)."""
-    js = judge_settings(params)
+    js = judge_settings(proto.with_judge_prompt(params))
+    official = proto.protocol_name(params) == "official"
     qs = questions.set_index("question_id")
     jobs: list[Job] = []
     rows: list[dict[str, Any]] = []
@@ -372,7 +553,7 @@ def judge_answers(questions: pd.DataFrame, answers: pd.DataFrame, judgement_cach
                          "error": f"generation {a.status}: {a.error}", "cached": False})
             continue
         q = qs.loc[a.question_id]
-        judged = a.answer or ""
+        judged = proto.judged_text(a.text) if official else (a.answer or "")
         key = stable_hash({"kind": "judgement", "judge": js["model_id"],
                            "template": js["template_hash"], "question_id": a.question_id,
                            "judged": text_hash(judged)})
@@ -382,7 +563,7 @@ def judge_answers(questions: pd.DataFrame, answers: pd.DataFrame, judgement_cach
         jobs.append(Job(key=key, group="judge", run=judge_call(js, prompt),
                         meta={"question_id": a.question_id, "judge_model_id": js["model_id"]}))
         job_rows.append(len(rows))
-        rows.append({**base, "judge_key": key})
+        rows.append({**base, "judge_key": key, "judged_text": judged})
     results, stats = run_sync(run_jobs(
         jobs, judgement_cache, concurrency={"judge": js["concurrency"]}, desc="judgements",
         progress=bool(params.get("progress", True)),
@@ -406,11 +587,31 @@ def judge_answers(questions: pd.DataFrame, answers: pd.DataFrame, judgement_cach
 
 
 # ---------------------------------------------------------------------------- aggregation
+def final_results(item_table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``{"<model>/final_results": table}``: per model, one row per (question, sample) in the
+    official script's ``final_results.csv`` layout (``score_R2`` is our S), then our columns.
+    Scores are empty where the judgement is invalid or failed (counted in the breakdown)."""
+    t = item_table.rename(columns={"question_id": "ques_id", "reference_answer": "answer_ref"})
+    out = pd.DataFrame({
+        "video_id": t["video_id"], "ques_id": t["ques_id"], "question": t["question"],
+        "answer": t["answer_ref"], "prediction": t["prediction"],
+        "ques_categories": t["ques_categories"], "goods_category": t["goods_category"],
+        "score_R5": t["r5"], "score_R3": t["r3"], "score_R2": t["s"], "model": t["model"],
+        "model_id": t["model_id"], "sample_index": t["sample_index"], "task": t["task"],
+        "dimension": t["dimension"], "input_mode": t["input_mode"],
+        "judged_text": t["judged_text"], "judge_status": t["judge_status"],
+        "judge_raw_reply": t["judge_raw_reply"], "error": t["error"],
+    })[FINAL_RESULTS_COLUMNS]
+    return {f"{m}/final_results": g.reset_index(drop=True)
+            for m, g in out.groupby("model", sort=False)}
+
+
 def aggregate_results(questions: pd.DataFrame, answers: pd.DataFrame,
                       judgements: pd.DataFrame, task_report: dict[str, Any],
-                      params: dict[str, Any]):
-    """Per-item table, long breakdown, leaderboard (CSV + markdown + plot), MLflow metrics and
-    ``{model: {metric: value}}`` for one MLflow run per model (:func:`per_model_metrics`)."""
+                      params: dict[str, Any], split_info: dict[str, Any] | None = None):
+    """Per-item table, long breakdown, leaderboard (CSV + markdown + plot), MLflow metrics,
+    ``{model: {metric: value}}`` for one MLflow run per model (:func:`per_model_metrics`) and
+    the per-model ``final_results`` tables (:func:`final_results`)."""
     rp = dict(params.get("report") or {})
     j = judgements.drop(columns=["answer_key"]).rename(columns={
         "error": "judge_error", "attempts": "judge_attempts", "cached": "judge_cached"})
@@ -436,6 +637,10 @@ def aggregate_results(questions: pd.DataFrame, answers: pd.DataFrame,
         "r5": items["r5"], "r3": items["r3"], "s": items["s"], "mg": items["mg"],
         "judge_raw_reply": items["raw_reply"],
         "error": items["error"].where(items["error"].notna(), items["judge_error"]),
+        "ques_categories": items["ques_categories"],
+        "goods_category": items["goods_category"].where(items["goods_category"].notna(),
+                                                        items["category"]),
+        "prediction": items["text"], "judged_text": items["judged_text"],
     })[ITEM_COLUMNS]
     table = rep.breakdown(item_table, n_boot=int(rp.get("bootstrap", 1000)),
                           level=float(rp.get("level", 0.95)), seed=int(rp.get("seed", 0)))
@@ -452,7 +657,7 @@ def aggregate_results(questions: pd.DataFrame, answers: pd.DataFrame,
     jp = dict(params.get("judge") or {})
     judged = judgements["judge_model_id"].dropna()
     judge = {"model_id": judged.iloc[0] if len(judged) else "none",
-             "template": params.get("judge_prompt_path") or jp.get("prompt_path"),
+             "template": proto.judge_prompt_path(params),
              "template_hash": (judgements["judge_template_hash"].dropna().iloc[0]
                                if judgements["judge_template_hash"].notna().any() else ""),
              "temperature": jp.get("temperature", 0.0), "seed": jp.get("seed", 42),
@@ -464,8 +669,10 @@ def aggregate_results(questions: pd.DataFrame, answers: pd.DataFrame,
         task_report=task_report,
         subset={"n_questions": int(questions["question_id"].nunique()),
                 "n_videos": int(questions["video_id"].nunique()),
-                "splits": sorted(questions["split"].unique().tolist())})
+                "splits": sorted(questions["split"].unique().tolist())},
+        banner=(split_info or {}).get("banner"))
     mets = rep.metrics(table, task_report)
     fig = rep.plot(board, title="E-VAds evaluation" + (" (smoke-test judge)"
                                                       if judge["smoke_test"] else ""))
-    return item_table, table, board, md, mets, fig, per_model_metrics(board)
+    return (item_table, table, board, md, mets, fig, per_model_metrics(board),
+            final_results(item_table))

@@ -17,8 +17,16 @@ Usage::
     kedro run --pipeline evaluation --params \
         "evaluation.judge_prompt_path=../shared/evads/official_judge_prompt.txt"
 
+Input: the released SFT/RL questions (``released_qa``, from ``ingestion``) and, when
+``EVAds_TEST.parquet`` sits in ``evads_data_dir``, the official test split, which is then the
+default evaluation split (``evaluation.subset.splits: auto``; without it the run falls back to
+RL and the report's banner says so). ``evaluation.protocol: official`` (default) uses the
+official script's prompts; ``evaluation.models=[a,b]`` picks models under test by name.
+
 Outputs: data/08_reporting/evaluation/{leaderboard.csv,leaderboard.md,leaderboard.png,
-breakdown.csv,item_results.parquet,task_classifier.json} and the self-contained HTML report
+breakdown.csv (long form: model, group_by, group, n, r5, r3, r2, ...),item_results.parquet,
+task_classifier.json,test_import_errors.csv,split.json,<model>/final_results.csv (the official
+script's layout)} and the self-contained HTML report
 data/08_reporting/evaluation_report.html (also MLflow artifacts) and MLflow
 metrics ``evaluation.<model>[.<grouping>.<group>].<r5|r3|s|mg>``, plus one nested MLflow run
 per model under test (``eval:<model>``, ``evaluation_model_runs``) to compare models in the UI.
@@ -35,16 +43,25 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                nodes.build_evaluation_source,
+                inputs=["released_qa", "released_videos", "evaluation_test_raw",
+                        "params:evaluation"],
+                outputs=["evaluation_source_qa", "evaluation_source_videos",
+                         "evaluation_test_import_errors", "evaluation_split_info"],
+                name="build_evaluation_source",
+            ),
+            Node(
                 nodes.classify_tasks,
-                inputs=["released_qa", "evaluation_task_cache", "evaluation_task_reference",
+                inputs=["evaluation_source_qa", "evaluation_task_cache",
+                        "evaluation_task_reference",
                         "params:evaluation.task_classifier"],
                 outputs=["evaluation_task_labels", "evaluation_task_report"],
                 name="classify_tasks",
             ),
             Node(
                 nodes.select_questions,
-                inputs=["released_qa", "evaluation_task_labels", "released_videos",
-                        "params:evaluation"],
+                inputs=["evaluation_source_qa", "evaluation_task_labels",
+                        "evaluation_source_videos", "params:evaluation"],
                 outputs="evaluation_questions",
                 name="select_questions",
             ),
@@ -64,10 +81,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.aggregate_results,
                 inputs=["evaluation_questions", "evaluation_answers", "evaluation_judgements",
-                        "evaluation_task_report", "params:evaluation"],
+                        "evaluation_task_report", "params:evaluation",
+                        "evaluation_split_info"],
                 outputs=["evaluation_item_results", "evaluation_breakdown",
                          "evaluation_leaderboard", "evaluation_leaderboard_md",
-                         "evaluation_metrics", "evaluation_plot", "evaluation_model_runs"],
+                         "evaluation_metrics", "evaluation_plot", "evaluation_model_runs",
+                         "evaluation_final_results"],
                 name="aggregate_results",
             ),
             Node(

@@ -14,6 +14,7 @@ over questions of the standard deviation of their samples.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -22,14 +23,17 @@ import pandas as pd
 from evads_kedro.scoring import SCORE_KINDS
 from evads_kedro.taxonomy import COGNITION, PERCEPTION, TASK_CODES
 
-GROUPINGS = ("overall", "dimension", "task", "category")
+GROUPINGS = ("overall", "dimension", "task", "category", "ques_categories")
+# ``group_by`` of breakdown.csv (issue 17): the official names of the groupings
+GROUP_BY = {"overall": "overall", "dimension": "dimension", "task": "task",
+            "category": "goods_category", "ques_categories": "ques_categories"}
 DIMENSION_SLUG = {PERCEPTION: "perception", COGNITION: "cognition"}
-BREAKDOWN_COLUMNS = (
-    ["model", "grouping", "group", "n_items", "n_judged", "n_invalid", "n_failed", "coverage",
-     "n_videos"]
+# n = judged items (the official means are over valid judgements); r2 = s (the official R2)
+_LEAD = ["model", "group_by", "group", "n", "r5", "r3", "r2"]
+BREAKDOWN_COLUMNS = _LEAD + [c for c in (
+    ["grouping", "n_items", "n_judged", "n_invalid", "n_failed", "coverage", "n_videos"]
     + [f"{k}{s}" for k in SCORE_KINDS for s in ("", "_ci_low", "_ci_high")]
-    + ["sample_sd_r5", "within_question_sd_r5"]
-)
+    + ["sample_sd_r5", "within_question_sd_r5"]) if c not in _LEAD]
 
 
 def cluster_bootstrap_ci(values: np.ndarray, clusters: np.ndarray, *, n_boot: int = 1000,
@@ -54,7 +58,10 @@ def cluster_bootstrap_ci(values: np.ndarray, clusters: np.ndarray, *, n_boot: in
 def _group_rows(items: pd.DataFrame, grouping: str) -> list[tuple[str, pd.DataFrame]]:
     if grouping == "overall":
         return [("all", items)]
-    col = {"dimension": "dimension_slug", "task": "task", "category": "category_slug"}[grouping]
+    col = {"dimension": "dimension_slug", "task": "task", "category": "category_slug",
+           "ques_categories": "ques_categories"}[grouping]
+    if col not in items.columns:
+        return []
     order = list(TASK_CODES) if grouping == "task" else (
         list(DIMENSION_SLUG.values()) if grouping == "dimension" else sorted(
             items[col].dropna().unique()))
@@ -66,7 +73,7 @@ def _stats(model: str, grouping: str, group: str, sub: pd.DataFrame,
            n_boot: int, level: float, seed: int) -> dict[str, Any]:
     judged = sub[sub["judge_status"] == "ok"]
     row: dict[str, Any] = {
-        "model": model, "grouping": grouping, "group": group,
+        "model": model, "grouping": grouping, "group_by": GROUP_BY[grouping], "group": group,
         "n_items": int(len(sub)), "n_judged": int(len(judged)),
         "n_invalid": int((sub["judge_status"] == "invalid").sum()),
         "n_failed": int(sub["judge_status"].isin(["failed", "skipped"]).sum()),
@@ -89,6 +96,8 @@ def _stats(model: str, grouping: str, group: str, sub: pd.DataFrame,
         row["within_question_sd_r5"] = float(per_q.mean()) if len(per_q) else float("nan")
     else:
         row["sample_sd_r5"] = row["within_question_sd_r5"] = float("nan")
+    row["n"] = row["n_judged"]
+    row["r2"] = row["s"]
     return row
 
 
@@ -138,9 +147,13 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def markdown_report(board: pd.DataFrame, table: pd.DataFrame, *, judge: dict[str, Any],
-                    task_report: dict[str, Any], subset: dict[str, Any]) -> str:
-    """Human-readable report: leaderboard, per-dimension/task/category tables, counts, notes."""
+                    task_report: dict[str, Any], subset: dict[str, Any],
+                    banner: str | None = None) -> str:
+    """Human-readable report: split banner, leaderboard, per-dimension/task/category tables,
+    counts, notes."""
     parts = ["# E-VAds evaluation", ""]
+    if banner:
+        parts += [f"> **{banner}**", ""]
     if judge.get("smoke_test"):
         parts += [
             "> **Smoke-test judge** — the scores below come from "
@@ -164,6 +177,7 @@ def markdown_report(board: pd.DataFrame, table: pd.DataFrame, *, judge: dict[str
     parts += [_md_table(["model", "input", "items", "judged", "invalid", "failed", "R5", "R3",
                          "S", "MG"], rows), ""]
     for grouping, title in (("dimension", "dimension"), ("task", "task"),
+                            ("ques_categories", "ques_categories (as given)"),
                             ("category", "category")):
         sub = table[table["grouping"] == grouping]
         if sub.empty:
@@ -201,7 +215,8 @@ def metrics(table: pd.DataFrame, task_report: dict[str, Any]) -> dict[str, dict[
     """MLflow metrics ``<model>.<grouping>.<group>.<score>`` plus counts and classifier rate."""
     out: dict[str, dict[str, float]] = {}
     for r in table.itertuples(index=False):
-        base = f"{r.model}.{r.grouping}.{r.group}" if r.grouping != "overall" else f"{r.model}"
+        group = re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(r.group))  # MLflow's legal characters
+        base = f"{r.model}.{r.grouping}.{group}" if r.grouping != "overall" else f"{r.model}"
         for k in SCORE_KINDS:
             v = getattr(r, k)
             if not (isinstance(v, float) and np.isnan(v)):
