@@ -111,7 +111,7 @@ def run_grpo(work: Path) -> dict:
 
     params = json.loads((work / "params.json").read_text())
     rl = pd.read_parquet(work / "rl.parquet")
-    adapter, summary, _ = nodes.train_grpo(
+    _, adapter, summary = nodes.train_grpo(
         rl, rl.head(0), str(work / "base"), str(work / "sft"),
         JsonlCache(work / "judgements.jsonl"), params, {"name": "mg", "kind": "mg"})
     summary["adapter"] = adapter
@@ -124,9 +124,10 @@ def kill_after_checkpoint(work: Path, step: int, timeout: float) -> int:
     from evads_kedro.pipelines.rl_training import checkpoints
 
     folder = checkpoints.stage_dir(work / "checkpoints", "grpo_mg")
-    child = subprocess.Popen([sys.executable, __file__, "--child", str(work)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    with (work / "killed_run.log").open("wb") as log:
+        child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child",
+                                  str(work)], stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     t0 = time.time()
     try:
         while time.time() - t0 < timeout:
@@ -217,7 +218,7 @@ def main() -> None:
         shutil.move(base, work / "base")
         sft_rows, rl, _, _ = nodes.build_datasets(qa, videos, str(work / "base"), params)
         rl.to_parquet(work / "rl.parquet")
-        sft, sft_summary, _ = nodes.train_sft(sft_rows, str(work / "base"), params)
+        _, sft, sft_summary = nodes.train_sft(sft_rows, str(work / "base"), params)
         shutil.move(sft, work / "sft")
         t_grpo = time.perf_counter()
         killed_at = kill_after_checkpoint(work, kill_after, timeout=3600)

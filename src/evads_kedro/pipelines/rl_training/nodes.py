@@ -3,16 +3,19 @@
 Heavy imports (torch, transformers, trl, peft) happen inside the nodes. ``train_sft`` and
 ``train_grpo`` share one stage skeleton (:func:`run_stage`): checkpoints every
 ``checkpoints.every_steps`` steps under ``<checkpoints.root>/<stage>/checkpoints/``, resume from
-the last complete checkpoint of a killed run, save the adapter, and return
+the last complete checkpoint of a killed run, save the adapter, and return, in this order
 
-* the adapter folder (``FolderDataset``),
-* a summary (JSON: steps, losses, rewards, held-out scores, wall times, the step the run
-  resumed from, the per-step metric history), and
 * a stage-run record for :class:`evads_kedro.datasets.mlflow_stage_run.MlflowStageRunDataset`,
   which logs it as one nested MLflow run per stage (parameters, tags, the per-step history
   TRL reports — ``reward``, ``rewards/<component>/mean``, ``kl``, ``frac_reward_zero_std`` …, the
-  final metrics, the adapter as an artifact). Nodes never import MLflow (docs/dev/CONTRACTS.md);
-  TRL's own MLflow callback is off (``report_to: []``) and its history is logged by that dataset.
+  final metrics, the adapter as an artifact; first, so the adapter's scratch folder still
+  exists when it is logged),
+* the adapter folder (``FolderDataset``), and
+* a summary (JSON: steps, losses, rewards, held-out scores, wall times, the step the run
+  resumed from, the per-step metric history).
+
+Nodes never import MLflow (docs/dev/CONTRACTS.md): TRL's own MLflow callback is off
+(``report_to: []``) and the history it would have logged goes out through that dataset.
 """
 
 from __future__ import annotations
@@ -208,7 +211,7 @@ def _base_identity(info: Mapping[str, Any]) -> dict[str, Any]:
 def train_sft(sft_examples: pd.DataFrame, base_model: str, params: dict[str, Any]):
     """Stage 1: SFT with a LoRA adapter (``SFTTrainer`` + PEFT).
 
-    Returns (adapter folder, summary, stage-run record)."""
+    Returns (stage-run record, adapter folder, summary)."""
     from trl import SFTTrainer
 
     t0 = time.perf_counter()
@@ -247,7 +250,7 @@ def train_sft(sft_examples: pd.DataFrame, base_model: str, params: dict[str, Any
                              "evads.resumed_from_step": res.resumed_from_step},
                     history=res.history, adapter=res.adapter)
     logger.info("SFT done: %s", {k: v for k, v in summary.items() if k != "history"})
-    return res.adapter, summary, run
+    return run, res.adapter, summary
 
 
 def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_model: str,
@@ -256,7 +259,7 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
     """Stage 2: GRPO from the SFT policy (merged SFT LoRA + a fresh LoRA) for one variant,
     then held-out answers judged by the same judge.
 
-    Returns (adapter folder, summary, stage-run record)."""
+    Returns (stage-run record, adapter folder, summary)."""
     from trl import GRPOTrainer
 
     from evads_kedro.pipelines.rl_training.judge import BatchJudge
@@ -328,7 +331,7 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
         history=res.history, adapter=res.adapter)
     logger.info("GRPO %s done in %.1fs: final reward %s, held-out %s", variant.name,
                 summary["wall_s"], summary["final_reward"], heldout)
-    return res.adapter, summary, run
+    return run, res.adapter, summary
 
 
 # -------------------------------------------------------------------------------- held-out
