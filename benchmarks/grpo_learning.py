@@ -186,7 +186,7 @@ def main() -> None:
     ap.add_argument("--prompts-per-step", type=int, default=2)
     ap.add_argument("--completion-tokens", type=int, default=48)
     ap.add_argument("--lora-r", type=int, default=8)
-    ap.add_argument("--sft-steps", type=int, default=16)
+    ap.add_argument("--sft-steps", type=int, default=24)
     ap.add_argument("--sft-lr", type=float, default=1e-2)
     ap.add_argument("--videos", type=int, default=48, help="synthetic videos (2 RL rows each)")
     ap.add_argument("--checkpoint-every", type=int, default=10)
