@@ -46,15 +46,16 @@ def test_tiny_vl_model_trains_sft_and_grpo_on_frames(tmp_path, monkeypatch):
                                   "model": "smoke", "api_key_env": None, "max_retries": 0},
                       "invalid_retries": 0, "concurrency": 4},
             "mlflow": {"enabled": False},
+            "checkpoints": {"root": str(tmp_path / "checkpoints")},
         }
         base, info = nodes.prepare_base_model(qa, params)
         assert info["vision"] is True
         sft, rl, held, report = nodes.build_datasets(qa, videos, base, params)
         assert report["input_mode"] == "frames+timeline"
         assert report["sft"]["with_frames"] == 2 and report["sft"]["text_only"] == 2
-        adapter, sft_summary = nodes.train_sft(sft, base, params)
+        _, adapter, sft_summary = nodes.train_sft(sft, base, params)
         assert sft_summary["steps"] == 1
-        out, summary = nodes.train_grpo(rl, held, base, adapter, JsonlCache(tmp_path / "c.jsonl"),
+        _, out, summary = nodes.train_grpo(rl, held, base, adapter, JsonlCache(tmp_path / "c.jsonl"),
                                         params, {"name": "mg", "kind": "mg"})
         assert judge.requests > 0
     assert summary["steps"] == 1 and summary["heldout"]["n"] == len(held) == 2

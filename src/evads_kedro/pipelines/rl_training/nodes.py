@@ -1,99 +1,52 @@
 """Nodes of ``rl_training``: base model → examples → SFT (LoRA) → GRPO per reward variant → compare.
 
-Heavy imports (torch, transformers, trl, peft) happen inside the nodes. Each training stage
-opens its own MLflow run in the ``evads-grpo`` experiment (nested under the Kedro run when one
-is active; tracking URI from ``conf/base/mlflow.yml`` through kedro-mlflow): TRL's MLflow
-callback logs every step there (``reward``, ``rewards/<component>/mean``, ``kl``,
-``completions/mean_length``, ``learning_rate``, ``loss``, plus our ``judge/*`` metrics), and the
-node adds the parameters, the adapter as an artifact and the held-out scores.
+Heavy imports (torch, transformers, trl, peft) happen inside the nodes. ``train_sft`` and
+``train_grpo`` share one stage skeleton (:func:`run_stage`): checkpoints every
+``checkpoints.every_steps`` steps under ``<checkpoints.root>/<stage>/checkpoints/``, resume from
+the last complete checkpoint of a killed run, save the adapter, and return, in this order
+
+* a stage-run record for :class:`evads_kedro.datasets.mlflow_stage_run.MlflowStageRunDataset`,
+  which logs it as one nested MLflow run per stage (parameters, tags, the per-step history
+  TRL reports — ``reward``, ``rewards/<component>/mean``, ``kl``, ``frac_reward_zero_std`` …, the
+  final metrics, the adapter as an artifact; first, so the adapter's scratch folder still
+  exists when it is logged),
+* the adapter folder (``FolderDataset``), and
+* a summary (JSON: steps, losses, rewards, held-out scores, wall times, the step the run
+  resumed from, the per-step metric history).
+
+Nodes never import MLflow (docs/dev/CONTRACTS.md): TRL's own MLflow callback is off
+(``report_to: []``) and the history it would have logged goes out through that dataset.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
+import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from evads_kedro.pipelines.rl_training import checkpoints, models
 from evads_kedro.pipelines.rl_training import config as cfg
 from evads_kedro.pipelines.rl_training import data as rl_data
-from evads_kedro.pipelines.rl_training import models
 from evads_kedro.pipelines.rl_training.folder_dataset import scratch_dir
 
 logger = logging.getLogger(__name__)
 
-_MLFLOW_ENV = ("MLFLOW_NESTED_RUN", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME")
+# log_history keys of the trainer's closing entry (not a training step)
+_END_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos")
 
 
-# ------------------------------------------------------------------------------------ MLflow
 def is_main_process() -> bool:
     """Rank 0 (or no launcher): under ``accelerate launch`` / ``torchrun`` only rank 0 logs to
     MLflow, saves folders and runs the held-out evaluation."""
     return os.environ.get("RANK", "0") == "0"
-
-
-def _mlflow_enabled(params: Mapping[str, Any]) -> bool:
-    return bool((params.get("mlflow") or {}).get("enabled", True)) and is_main_process()
-
-
-def _experiment_id(name: str) -> str:
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        return client.create_experiment(name)
-    if exp.lifecycle_stage == "deleted":
-        client.restore_experiment(exp.experiment_id)
-    return exp.experiment_id
-
-
-@contextlib.contextmanager
-def stage_run(params: Mapping[str, Any], run_name: str, tags: Mapping[str, str]) -> Iterator[Any]:
-    """An MLflow run of one training stage in the ``evads-grpo`` experiment (``None`` when
-    MLflow is disabled). Nested under the active (Kedro) run if any; TRL's callback logs into
-    it because it is the active run (``MLFLOW_NESTED_RUN`` is masked while it is open)."""
-    if not _mlflow_enabled(params):
-        yield None
-        return
-    import mlflow
-
-    experiment = str((params.get("mlflow") or {}).get("experiment", "evads-grpo"))
-    saved = {k: os.environ.pop(k) for k in _MLFLOW_ENV if k in os.environ}
-    parent = mlflow.active_run()
-    all_tags = dict(tags)
-    if parent is not None:
-        all_tags["evads.kedro_run_id"] = parent.info.run_id
-    run = mlflow.start_run(experiment_id=_experiment_id(experiment), run_name=run_name,
-                           nested=parent is not None, tags=all_tags)
-    try:
-        yield run
-    finally:
-        with contextlib.suppress(Exception):
-            mlflow.flush_async_logging()
-        mlflow.end_run()
-        os.environ.update(saved)
-
-
-def _log_params(prefix: str, values: Mapping[str, Any]) -> None:
-    import mlflow
-
-    flat: dict[str, Any] = {}
-
-    def walk(p: str, v: Any) -> None:
-        if isinstance(v, Mapping):
-            for k, x in v.items():
-                walk(f"{p}.{k}", x)
-        else:
-            flat[p] = str(v)[:250]
-
-    for k, v in values.items():
-        walk(f"{prefix}.{k}", v)
-    mlflow.log_params(flat)
 
 
 def _setup(params: Mapping[str, Any]) -> cfg.DevicePlan:
@@ -109,8 +62,107 @@ def _setup(params: Mapping[str, Any]) -> cfg.DevicePlan:
     return plan
 
 
-def _report_to(params: Mapping[str, Any], block: Mapping[str, Any]) -> list[str]:
-    return list(block.get("report_to", ["mlflow"])) if _mlflow_enabled(params) else []
+def _no_report(block: Mapping[str, Any]) -> dict[str, Any]:
+    """The stage block with TRL's reporting off: the history goes out through the catalog."""
+    return {**dict(block), "report_to": []}
+
+
+# ----------------------------------------------------------------------------- stage skeleton
+@dataclass
+class StageResult:
+    """What :func:`run_stage` hands back to the stage node."""
+
+    adapter: str
+    steps: int
+    train_loss: float | None
+    resumed_from_step: int
+    history: list[dict[str, float]]
+    train_s: float
+    trainer: Any = field(repr=False, default=None)
+
+
+def checkpoint_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``save_strategy`` / ``save_steps`` / ``save_total_limit`` from ``rl_training.checkpoints``
+    (``every_steps: 0`` turns checkpoints off)."""
+    ck = params.get("checkpoints") or {}
+    every = int(ck.get("every_steps", 50) or 0)
+    if every <= 0:
+        return {"save_strategy": "no"}
+    return {"save_strategy": "steps", "save_steps": every,
+            "save_total_limit": int(ck.get("keep", 2)), "save_only_model": False}
+
+
+def step_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """One ``{"step": n, metric: value}`` per logged training step (finite numbers only)."""
+    out = []
+    for h in log_history:
+        if "step" not in h or any(k in h for k in _END_KEYS):
+            continue
+        row = {k: float(v) for k, v in h.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        row["step"] = int(h["step"])
+        out.append(row)
+    return out
+
+
+def file_digest(folder: str | Path) -> str:
+    """sha256 over the weight files of a folder (an adapter): identity for checkpoint reuse."""
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin")):
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def run_stage(stage: str, params: Mapping[str, Any], fingerprint: Mapping[str, Any],
+              make_trainer: Callable[[dict[str, Any]], Any], processing_class) -> StageResult:
+    """The training skeleton shared by SFT and GRPO.
+
+    ``make_trainer(extra_args)`` builds the trainer with ``extra_args`` (``output_dir`` = the
+    stage's checkpoint folder and the checkpoint arguments) merged into its config. Resumes
+    from the last complete checkpoint when one of the same run (``fingerprint``) exists; on
+    success saves the adapter (+ processor) into a scratch folder and removes the checkpoints.
+    """
+    root = (params.get("checkpoints") or {}).get("root") or checkpoints.DEFAULT_ROOT
+    folder = checkpoints.stage_dir(root, stage)
+    ck = checkpoint_args(params)
+    resume, resumed_step = (checkpoints.prepare(folder, dict(fingerprint))
+                            if ck["save_strategy"] != "no" else (None, 0))
+    trainer = make_trainer({"output_dir": str(folder), **ck})
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    train_s = time.perf_counter() - t0
+    out = scratch_dir(f"{stage}-adapter")
+    trainer.save_model(str(out))
+    processing_class.save_pretrained(str(out))
+    if is_main_process():
+        checkpoints.clear(folder)
+    loss = getattr(result, "training_loss", None)
+    return StageResult(adapter=str(out), steps=int(result.global_step),
+                       train_loss=float(loss) if loss is not None else None,
+                       resumed_from_step=resumed_step,
+                       history=step_history(trainer.state.log_history), train_s=train_s,
+                       trainer=trainer)
+
+
+def stage_run(params: Mapping[str, Any], stage: str, *, tags: Mapping[str, str],
+              run_params: Mapping[str, Any], metrics: Mapping[str, Any],
+              history: list[dict[str, float]], adapter: str | None) -> dict[str, Any]:
+    """The record :class:`~evads_kedro.datasets.mlflow_stage_run.MlflowStageRunDataset` logs."""
+    ml = params.get("mlflow") or {}
+    return {
+        "enabled": bool(ml.get("enabled", True)) and is_main_process(),
+        "experiment": str(ml.get("experiment", "evads-grpo")),
+        "run_name": stage, "tags": {"evads.stage_run": stage, **dict(tags)},
+        "params": {"evads": dict(run_params)},
+        "metrics": {k: float(v) for k, v in metrics.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(float(v))},
+        "history": history,
+        "artifacts": {"adapter": adapter} if adapter else {},
+    }
 
 
 # ----------------------------------------------------------------------------------- nodes
@@ -152,8 +204,14 @@ def build_datasets(released_qa: pd.DataFrame, released_videos: pd.DataFrame, bas
     return sft, rl, held, report
 
 
+def _base_identity(info: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in info.items() if k not in ("path", "wall_s")}
+
+
 def train_sft(sft_examples: pd.DataFrame, base_model: str, params: dict[str, Any]):
-    """Stage 1: SFT with a LoRA adapter (``SFTTrainer`` + PEFT); returns the adapter folder."""
+    """Stage 1: SFT with a LoRA adapter (``SFTTrainer`` + PEFT).
+
+    Returns (stage-run record, adapter folder, summary)."""
     from trl import SFTTrainer
 
     t0 = time.perf_counter()
@@ -164,47 +222,44 @@ def train_sft(sft_examples: pd.DataFrame, base_model: str, params: dict[str, Any
     model = models.load_model(info, plan, params.get("attn_implementation"))
     frames = (params.get("data") or {}).get("frames") or {}
     dataset = rl_data.sft_dataset(sft_examples, frames)
-    sft_params = dict(params.get("sft") or {})
-    sft_params["report_to"] = _report_to(params, sft_params)
-    work = scratch_dir("sft-work")
-    args = cfg.build_sft_config(**cfg.sft_config_kwargs(sft_params, plan, str(work), seed,
-                                                        run_name="sft"))
-    out = scratch_dir("sft-adapter")
-    with stage_run(params, "sft", {"evads.stage": "sft"}) as run:
-        if run is not None:
-            _log_params("evads", {"device": cfg.describe(plan), "lora": params.get("lora") or {},
-                                  "base": {k: v for k, v in info.items() if k != "path"},
-                                  "examples": len(dataset)})
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=proc,
-                             peft_config=cfg.build_lora_config(params.get("lora") or {}))
-        t_train = time.perf_counter()
-        result = trainer.train()
-        train_s = time.perf_counter() - t_train
-        trainer.save_model(str(out))
-        proc.save_pretrained(str(out))
-        if run is not None:
-            import mlflow
+    sft_params = _no_report(params.get("sft") or {})
+    lora = params.get("lora") or {}
 
-            mlflow.log_artifacts(str(out), "adapter")
-            mlflow.log_metric("evads.train_wall_s", train_s)
-    import shutil
+    def make_trainer(extra: dict[str, Any]):
+        kw = cfg.sft_config_kwargs(sft_params, plan, extra["output_dir"], seed, run_name="sft")
+        kw.update({k: v for k, v in extra.items() if k not in (sft_params.get("trl_args") or {})})
+        return SFTTrainer(model=model, args=cfg.build_sft_config(**kw), train_dataset=dataset,
+                          processing_class=proc, peft_config=cfg.build_lora_config(lora))
 
-    shutil.rmtree(work, ignore_errors=True)
+    fingerprint = {"stage": "sft", "seed": seed, "base": _base_identity(info), "lora": lora,
+                   "sft": {k: v for k, v in sft_params.items() if k != "disable_tqdm"},
+                   "examples": sorted(map(str, sft_examples["question_id"]))
+                   if "question_id" in sft_examples else len(sft_examples)}
+    res = run_stage("sft", params, fingerprint, make_trainer, proc)
     summary = {
-        "stage": "sft", "run_id": run.info.run_id if run is not None else None,
-        "examples": len(dataset), "steps": int(result.global_step),
-        "train_loss": float(result.training_loss), "device": cfg.describe(plan),
-        "wall_s": round(time.perf_counter() - t0, 2), "train_s": round(train_s, 2),
+        "stage": "sft", "examples": len(dataset), "steps": res.steps,
+        "train_loss": res.train_loss, "resumed_from_step": res.resumed_from_step,
+        "device": cfg.describe(plan), "wall_s": round(time.perf_counter() - t0, 2),
+        "train_s": round(res.train_s, 2), "history": res.history,
     }
-    logger.info("SFT done: %s", summary)
-    return str(out), summary
+    run = stage_run(params, "sft", tags={"evads.stage": "sft"},
+                    run_params={"device": cfg.describe(plan), "lora": lora,
+                                "base": _base_identity(info), "examples": len(dataset),
+                                "sft": sft_params},
+                    metrics={"evads.train_wall_s": res.train_s,
+                             "evads.resumed_from_step": res.resumed_from_step},
+                    history=res.history, adapter=res.adapter)
+    logger.info("SFT done: %s", {k: v for k, v in summary.items() if k != "history"})
+    return run, res.adapter, summary
 
 
 def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_model: str,
                sft_adapter: str, judgement_cache, params: dict[str, Any],
                variant_params: dict[str, Any]):
     """Stage 2: GRPO from the SFT policy (merged SFT LoRA + a fresh LoRA) for one variant,
-    then held-out answers judged by the same judge. Returns (adapter folder, summary)."""
+    then held-out answers judged by the same judge.
+
+    Returns (stage-run record, adapter folder, summary)."""
     from trl import GRPOTrainer
 
     from evads_kedro.pipelines.rl_training.judge import BatchJudge
@@ -213,7 +268,7 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
     t0 = time.perf_counter()
     seed = int(params.get("seed", 42))
     plan = _setup(params)
-    grpo = dict(params.get("grpo") or {})
+    grpo = _no_report(params.get("grpo") or {})
     variant = cfg.make_variant(variant_params, grpo.get("reward_weights") or {})
     info = models.base_info(base_model)
     proc = models.load_processing_class(info)
@@ -223,63 +278,60 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
                                         str(grpo.get("trace_reference", "clues")))
     frames = (params.get("data") or {}).get("frames") or {}
     dataset = rl_data.rl_dataset(rl_examples, frames)
-    grpo["report_to"] = _report_to(params, grpo)
-    work = scratch_dir(f"grpo-{variant.name}-work")
-    args = cfg.build_grpo_config(**cfg.grpo_config_kwargs(
-        grpo, plan, str(work), variant, seed, run_name=f"grpo_{variant.name}",
-        reward_weights=weights))
-    out = scratch_dir(f"grpo-{variant.name}-adapter")
-    tags = {"evads.stage": "grpo", "evads.variant": variant.name, "evads.kind": variant.kind}
-    with stage_run(params, f"grpo_{variant.name}", tags) as run:
-        if run is not None:
-            _log_params("evads", {
-                "variant": {"name": variant.name, "kind": variant.kind,
-                            "w_answer": variant.weights.answer, "w_trace": variant.weights.trace,
-                            "w_format": variant.weights.format},
-                "reward_funcs": ",".join(f.__name__ for f in funcs),
-                "judge": judge.model_id, "judge_template_hash": judge.template_hash[:16],
-                "device": cfg.describe(plan), "lora": params.get("lora") or {},
-                "examples": len(dataset)})
-        trainer = GRPOTrainer(model=policy, reward_funcs=funcs, args=args, train_dataset=dataset,
-                              processing_class=proc,
-                              peft_config=cfg.build_lora_config(params.get("lora") or {}))
-        t_train = time.perf_counter()
-        result = trainer.train()
-        train_s = time.perf_counter() - t_train
-        trainer.save_model(str(out))
-        proc.save_pretrained(str(out))
-        t_eval = time.perf_counter()
-        heldout = evaluate_heldout(trainer.model, proc, heldout_examples, judge, params)
-        eval_s = time.perf_counter() - t_eval
-        if run is not None:
-            import mlflow
+    lora = params.get("lora") or {}
+    stage = f"grpo_{variant.name}"
 
-            mlflow.log_artifacts(str(out), "adapter")
-            mlflow.log_metrics({f"heldout.{k}": float(v) for k, v in heldout.items()
-                                if isinstance(v, (int, float)) and v is not None})
-            mlflow.log_metrics({"evads.train_wall_s": train_s, "evads.heldout_wall_s": eval_s,
-                                **{f"judge.{k}": float(v) for k, v in judge.stats.items()}})
-    import shutil
+    def make_trainer(extra: dict[str, Any]):
+        kw = cfg.grpo_config_kwargs(grpo, plan, extra["output_dir"], variant, seed,
+                                    run_name=stage, reward_weights=weights)
+        kw.update({k: v for k, v in extra.items() if k not in (grpo.get("trl_args") or {})})
+        return GRPOTrainer(model=policy, reward_funcs=funcs, args=cfg.build_grpo_config(**kw),
+                           train_dataset=dataset, processing_class=proc,
+                           peft_config=cfg.build_lora_config(lora))
 
-    shutil.rmtree(work, ignore_errors=True)
-    history = [h for h in trainer.state.log_history if "reward" in h]
+    fingerprint = {"stage": stage, "seed": seed, "base": _base_identity(info), "lora": lora,
+                   "grpo": {k: v for k, v in grpo.items() if k != "disable_tqdm"},
+                   "variant": [variant.kind, weights], "sft_adapter": file_digest(sft_adapter),
+                   "judge": [judge.model_id, judge.template_hash],
+                   "examples": sorted(map(str, rl_examples["question_id"]))
+                   if "question_id" in rl_examples else len(rl_examples)}
+    res = run_stage(stage, params, fingerprint, make_trainer, proc)
+    t_eval = time.perf_counter()
+    heldout = evaluate_heldout(res.trainer.model, proc, heldout_examples, judge, params)
+    eval_s = time.perf_counter() - t_eval
+    rewarded = [h for h in res.history if "reward" in h]
     summary = {
         "stage": "grpo", "variant": variant.name, "kind": variant.kind,
         "weights": {"answer": variant.weights.answer, "trace": variant.weights.trace,
                     "format": variant.weights.format},
         "reward_funcs": [f.__name__ for f in funcs], "reward_weights": weights,
-        "run_id": run.info.run_id if run is not None else None,
-        "steps": int(result.global_step), "examples": len(dataset),
-        "final_reward": float(history[-1]["reward"]) if history else None,
-        "reward_curve": [float(h["reward"]) for h in history],
+        "steps": res.steps, "examples": len(dataset), "resumed_from_step": res.resumed_from_step,
+        "final_reward": rewarded[-1]["reward"] if rewarded else None,
+        "reward_curve": [h["reward"] for h in rewarded],
         "heldout": heldout, "judge": {"model_id": judge.model_id, **dict(judge.stats)},
         "device": cfg.describe(plan),
-        "wall_s": round(time.perf_counter() - t0, 2), "train_s": round(train_s, 2),
-        "heldout_s": round(eval_s, 2),
+        "wall_s": round(time.perf_counter() - t0, 2), "train_s": round(res.train_s, 2),
+        "heldout_s": round(eval_s, 2), "history": res.history,
     }
+    tags = {"evads.stage": "grpo", "evads.variant": variant.name, "evads.kind": variant.kind}
+    run = stage_run(
+        params, stage, tags=tags,
+        run_params={"variant": {"name": variant.name, "kind": variant.kind,
+                                "w_answer": variant.weights.answer,
+                                "w_trace": variant.weights.trace,
+                                "w_format": variant.weights.format},
+                    "reward_funcs": ",".join(f.__name__ for f in funcs),
+                    "judge": judge.model_id, "judge_template_hash": judge.template_hash[:16],
+                    "device": cfg.describe(plan), "lora": lora, "examples": len(dataset),
+                    "grpo": grpo},
+        metrics={**{f"heldout.{k}": v for k, v in heldout.items() if v is not None},
+                 "evads.train_wall_s": res.train_s, "evads.heldout_wall_s": eval_s,
+                 "evads.resumed_from_step": res.resumed_from_step,
+                 **{f"judge.{k}": v for k, v in judge.stats.items()}},
+        history=res.history, adapter=res.adapter)
     logger.info("GRPO %s done in %.1fs: final reward %s, held-out %s", variant.name,
                 summary["wall_s"], summary["final_reward"], heldout)
-    return str(out), summary
+    return run, res.adapter, summary
 
 
 # -------------------------------------------------------------------------------- held-out
@@ -359,21 +411,15 @@ def evaluate_heldout(model, processing_class, heldout: pd.DataFrame, judge,
 
 # ------------------------------------------------------------------------------ comparison
 def compare_variants(base_info: dict, sft_summary: dict, *summaries_and_params):
-    """Reward curves (per variant, from MLflow's metric history) and final held-out scores.
-
-    Reads ``mlflow.search_runs`` in the GRPO experiment (runs tagged ``evads.stage=grpo``):
-    the runs of this Kedro run when known (from the summaries), else the latest run per
-    variant. Returns (figure, scores table, markdown with the wall time of every stage).
-    """
+    """Reward curves (per variant, from each summary's per-step history) and final held-out
+    scores. Returns (figure, scores table, markdown with the wall time of every stage)."""
     *summaries, params = summaries_and_params
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows, curves = _variant_runs(summaries, params)
-    order = {v: i for i, v in enumerate(("s", "r3", "r5", "mg", "mg_no_trace"))}
-    curves = dict(sorted(curves.items(), key=lambda kv: order.get(kv[0], 99)))
+    rows, curves = _variant_rows(summaries)
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     panels = (("reward", "total reward (each variant's own objective)"),
               ("judge/answer_mg", "answer G on the MG scale (comparable)"),
@@ -410,47 +456,24 @@ def compare_variants(base_info: dict, sft_summary: dict, *summaries_and_params):
     return fig, table, md
 
 
-def _variant_runs(summaries, params) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+def _variant_rows(summaries) -> tuple[list[dict[str, Any]], dict[str, dict]]:
     rows: list[dict[str, Any]] = []
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    by_variant = {s["variant"]: s for s in summaries if s and s.get("stage") == "grpo"}
-    if _mlflow_enabled(params):
-        import mlflow
-
-        experiment = str((params.get("mlflow") or {}).get("experiment", "evads-grpo"))
-        runs = mlflow.search_runs(experiment_names=[experiment],
-                                  filter_string="tags.`evads.stage` = 'grpo'",
-                                  order_by=["attributes.start_time DESC"])
-        client = mlflow.MlflowClient()
-        wanted = {s["run_id"] for s in by_variant.values() if s.get("run_id")}
-        seen: set[str] = set()
-        for _, r in runs.iterrows():
-            name = r.get("tags.evads.variant")
-            if name in seen or (wanted and r["run_id"] not in wanted):
-                continue
-            seen.add(name)
-            hist = {m: [(x.step, x.value) for x in client.get_metric_history(r["run_id"], m)]
-                    for m in ("reward", "judge/answer_mg", "rewards/format/mean", "kl",
-                              "completions/mean_length")}
-            curves[name] = hist
-            row = {"variant": name, "kind": r.get("tags.evads.kind"), "run_id": r["run_id"],
-                   "steps": len(hist["reward"]),
-                   "final_reward": hist["reward"][-1][1] if hist["reward"] else None}
-            for k in ("s", "r3", "r5", "mg", "format", "n", "failed"):
-                row[f"heldout_{k}"] = r.get(f"metrics.heldout.{k}")
-            s = by_variant.get(name) or {}
-            row["wall_s"] = s.get("wall_s")
-            rows.append(row)
-    else:
-        for name, s in by_variant.items():
-            curves[name] = {"reward": list(enumerate(s.get("reward_curve") or [], start=1))}
-            row = {"variant": name, "kind": s["kind"], "run_id": None, "steps": s["steps"],
-                   "final_reward": s.get("final_reward"), "wall_s": s.get("wall_s")}
-            for k in ("s", "r3", "r5", "mg", "format", "n", "failed"):
-                row[f"heldout_{k}"] = (s.get("heldout") or {}).get(k)
-            rows.append(row)
     order = {v: i for i, v in enumerate(("s", "r3", "r5", "mg", "mg_no_trace"))}
-    rows.sort(key=lambda r: order.get(r["variant"], 99))
+    grpo = [s for s in summaries if s and s.get("stage") == "grpo"]
+    for s in sorted(grpo, key=lambda s: order.get(s["variant"], 99)):
+        hist = s.get("history") or [{"step": i, "reward": r}
+                                    for i, r in enumerate(s.get("reward_curve") or [], start=1)]
+        curves[s["variant"]] = {
+            m: [(int(h["step"]), float(h[m])) for h in hist if m in h]
+            for m in ("reward", "judge/answer_mg", "rewards/format/mean", "kl",
+                      "completions/mean_length")}
+        row = {"variant": s["variant"], "kind": s["kind"], "steps": s["steps"],
+               "final_reward": s.get("final_reward"),
+               "resumed_from_step": s.get("resumed_from_step", 0), "wall_s": s.get("wall_s")}
+        for k in ("s", "r3", "r5", "mg", "format", "n", "failed"):
+            row[f"heldout_{k}"] = (s.get("heldout") or {}).get(k)
+        rows.append(row)
     return rows, curves
 
 

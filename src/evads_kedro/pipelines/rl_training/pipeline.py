@@ -8,7 +8,10 @@
 
 Each GRPO variant is a Kedro namespace: ``kedro run --pipelines rl_training --namespaces
 grpo_mg`` trains only MG (from the SFT adapter already in the catalog). A variant's reward is
-set in ``parameters_rl_training.yml`` under ``grpo_<variant>.variant``.
+set in ``parameters_rl_training.yml`` under ``grpo_<variant>.variant``. Every training stage
+checkpoints under ``data/06_models/rl_training/<stage>/checkpoints/`` and a rerun of a killed
+stage resumes there; its MLflow run (``rl_sft_run``, ``grpo_<variant>.grpo_run``) is written by
+a catalog dataset once the stage is done.
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -26,13 +29,15 @@ def _variant_pipeline(name: str) -> Pipeline:
             nodes.train_grpo,
             inputs=["rl_grpo_examples", "rl_heldout_examples", "rl_base_model", "rl_sft_adapter",
                     "evaluation_judgement_cache", "params:rl_training", "params:variant"],
-            outputs=["grpo_adapter", "grpo_summary"],
+            # the stage run first: it logs the adapter's scratch folder before the
+            # FolderDataset moves it into place
+            outputs=["grpo_run", "grpo_adapter", "grpo_summary"],
             name="train_grpo",
             tags=["rl_training", "grpo"],
         )
     ])
     # the summary leaves the namespace under a plain name (grpo_<variant>_summary) for the
-    # comparison node; the adapter stays namespaced (grpo_<variant>.grpo_adapter)
+    # comparison node; the adapter and the MLflow stage run stay namespaced
     return Pipeline(template, namespace=f"grpo_{name}", inputs=SHARED_INPUTS,
                     outputs={"grpo_summary": f"grpo_{name}_summary"},
                     parameters={"params:rl_training"})
@@ -48,7 +53,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                       "rl_data_report"],
              name="build_rl_datasets"),
         Node(nodes.train_sft, inputs=["rl_sft_examples", "rl_base_model", "params:rl_training"],
-             outputs=["rl_sft_adapter", "rl_sft_summary"], name="train_sft", tags=["sft"]),
+             outputs=["rl_sft_run", "rl_sft_adapter", "rl_sft_summary"], name="train_sft",
+             tags=["sft"]),
     ], tags=["rl_training"])
     variants = [_variant_pipeline(v) for v in VARIANTS]
     compare = Pipeline([
