@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from evads_kedro.params.base import Block, PluginBlock
 from evads_kedro.params.common import Executor
@@ -23,6 +23,8 @@ class Asr(PluginBlock):
     model: str | None = None
     language: str | list[str] | None = None
     language_switch_prob: float | None = None
+    mandarin_prior: float | None = Field(default=None, ge=0, le=1)
+    retry_dropped: bool | None = None
     device: str | None = None
     compute_type: str | None = None
     cpu_threads: NonNegativeInt | None = None

@@ -145,6 +145,14 @@ class Heldout(Block):
     batch_size: PositiveInt
 
 
+class Checkpoints(Block):
+    """``rl_training.checkpoints``: every N optimizer steps, resume from the last complete."""
+
+    every_steps: NonNegativeInt
+    keep: PositiveInt | None
+    root: str
+
+
 class Mlflow(Block):
     """``rl_training.mlflow``: nested runs per stage / variant."""
 
@@ -168,6 +176,7 @@ class RlTraining(Block):
     judge_prompt_path: str
     judge: Judge
     heldout: Heldout
+    checkpoints: Checkpoints
     mlflow: Mlflow
 
 
