@@ -51,23 +51,15 @@ class Generation(Block):
     system_prompt: str | None = None
 
 
-class ModelUnderTest(Block):
-    """One entry of ``evaluation.models_under_test``: generation keys override the defaults."""
+class ModelUnderTest(Generation):
+    """One entry of ``evaluation.models_under_test``: its backend and what it sees; any
+    ``generation`` key set here overrides the default for this model."""
 
     backend: ChatBackend | None = None
     enabled: bool | None = None
     timeline: Literal["asr_only", "full", "none"] | None = None
     video: Literal["frames", "none"] | None = None
     concurrency: PositiveInt | None = None
-    prompt_path: str | None = None
-    video_token: str | None = None
-    temperature: NonNegativeFloat | None = None
-    seed: int | None = None
-    n_samples: PositiveInt | None = None
-    max_tokens: PositiveInt | None = None
-    n_frames: PositiveInt | None = None
-    max_side: PositiveInt | None = None
-    system_prompt: str | None = None
 
 
 class Report(Block):
