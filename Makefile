@@ -39,7 +39,7 @@ $(VENV)/bin/python:
 
 # Reinstall only when the dependency declaration changes.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[all]'  # main + every extra (pyproject.toml)
 	touch $(STAMP)
 
 system:

@@ -9,7 +9,7 @@ from evads_kedro.pipelines.density.nodes import (
     text_density_per_video,
 )
 
-PAPER = {"paper_reference": {"E-VAds": {"v_den": 60.44, "a_den": 5.08, "o_den": 18.66}}}
+PAPER = {"E-VAds": {"v_den": 60.44, "a_den": 5.08, "o_den": 18.66}}
 
 
 def _tables():

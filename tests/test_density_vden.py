@@ -174,6 +174,9 @@ def _catalog(frames, ingested, timelines, params):
         "frames": frames, "ingested_videos": ingested, "video_timelines": timelines,
         "released_videos": released_videos, "released_timelines": released_timelines,
         "released_qa": released_qa, "density_embedding_cache": {}, "params:density": params,
+        # the narrower blocks some nodes take (Kedro's catalog provides them from `density`)
+        "params:density.samples_dataset": params["samples_dataset"],
+        "params:density.paper_reference": params["paper_reference"],
     }
     datasets = {k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()}
     for k in ("video_density", "density_table", "density_table_md", "density_metrics",

@@ -3,7 +3,6 @@ and the request body, against the scripted loopback server."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -14,8 +13,7 @@ pytest.importorskip("aiolimiter")
 from evads_kedro.backends.llm import ChatError  # noqa: E402
 from evads_kedro.backends.openai_sdk import OpenAISdkChat  # noqa: E402
 from llm_server import FakeLLMServer, Hang, Reply, Status, Truncated, scripted  # noqa: E402
-
-USER = [{"role": "user", "content": "hello"}]
+from test_evaluation_llm import USER, chat  # noqa: E402  (one call + aclose, any backend)
 
 
 def client(server: FakeLLMServer, **kw) -> OpenAISdkChat:
@@ -23,15 +21,6 @@ def client(server: FakeLLMServer, **kw) -> OpenAISdkChat:
     kw.setdefault("backoff_max", 0.05)
     kw.setdefault("timeout", 2.0)
     return OpenAISdkChat(server.base_url, "fake-model", api_key_env=None, **kw)
-
-
-def chat(c: OpenAISdkChat):
-    async def go():
-        try:
-            return await c.chat(USER, temperature=0.0, seed=42, max_tokens=8)
-        finally:
-            await c.aclose()
-    return asyncio.run(go())
 
 
 def test_reply_usage_and_request_body():

@@ -82,10 +82,14 @@ def test_a_wrong_type_and_a_wrong_choice_name_their_key() -> None:
                                "integer") and "'many'" in probs[1]
 
 
-def test_a_missing_key_is_an_error_since_the_yaml_holds_the_defaults() -> None:
+def test_a_partial_block_validates_but_is_still_checked() -> None:
+    """conf/local may restate a block partially (Kedro replaces top-level blocks per env)."""
     p = _params()
-    del p["evaluation"]["report"]["seed"]
-    assert _problems(p) == ["evaluation.report.seed: Field required"]
+    p["evaluation"] = {"judge": {"backend": {"backend": "openai", "base_url": "http://h/v1",
+                                            "model": "m"}, "seed": 1}}
+    assert validate_parameters(p).evaluation.report is None
+    p["evaluation"]["report"] = {"level": 1.5}
+    assert _problems(p) == ["evaluation.report.level: Input should be less than 1 (got 1.5)"]
 
 
 def test_a_far_off_key_lists_the_valid_ones() -> None:

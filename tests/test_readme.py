@@ -35,7 +35,7 @@ EXERCISED: dict[str, str] = {
     "make run": "tests/test_project.py::test_default_run_imports_releases_and_logs_densities_to_mlflow",
     "make test": CI,
     "make assets": CI,
-    "pip install -e .[dev]": CI,  # make install
+    "pip install -e .[all]": CI,  # make install
     "kedro run": "tests/test_project.py::test_default_run_imports_releases_and_logs_densities_to_mlflow",
     "kedro run --params evads_data_dir=/path/to/evads":
         "tests/test_project.py::test_runtime_param_points_at_another_release_folder",

@@ -16,22 +16,7 @@ Two ways to get frames at 1 fps (``method``):
 * ``seek``: per target time, seek to the preceding keyframe and decode up to the target. Cost
   ~ (number of targets) x (half a GOP on average) decodes, plus a demuxer seek each.
 
-Measured on this shared 2-core machine (H.264 yuv420p, frame threading on, frames stored at max
-side 960; seconds of decode per second of video, process CPU time, which the load of other jobs
-inflates less than wall time):
-
-=====================================================  ==========  ======  =====================
-video                                                  sequential  seek    auto picks
-=====================================================  ==========  ======  =====================
-360x640 25 fps, GOP 1 s (the sample ads' encoding:    0.021       0.006   seek
-a keyframe at every target), 12 s
-360x640 25 fps, GOP 2 s, 12 s                          0.020       0.019   seek (a tie)
-360x640 25 fps, GOP 10 s (x264 default keyint 250)     0.029       0.096   sequential
-1080x1920 25 fps, GOP 10 s, 30 s                       0.146       0.671   sequential
-=====================================================  ==========  ======  =====================
-
-On the 8 sample ads (``benchmarks/ingestion.py --decode-methods``, wall time, load average 10):
-sequential 0.023, seek 0.010, auto 0.012 (seek plus its keyframe scan).
+Measured costs (seconds of decode per second of video, per GOP length): docs/benchmarks.md.
 
 Neither wins everywhere: seek decodes, per target, the frames from the preceding keyframe to
 the target, so it wins when keyframes are at most ~2 s apart (phone footage, many platform

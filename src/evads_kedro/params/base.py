@@ -1,8 +1,10 @@
 """The base of every parameter block: frozen, unknown keys rejected with the closest valid key.
 
-Defaults live in the YAML (conf/base), not here: a field without a default must be present in
-the YAML; ``X | None = None`` marks a key the YAML may leave out (the code's documented fallback
-applies). One class per YAML block, so a new key is one new line in one class.
+Defaults live in the YAML (conf/base), never here: every field is ``X | None = None``, where
+None means "absent" (the YAML's value, or the code's fallback, applies). A block checks the keys
+it is given and their types, not that all are present: Kedro replaces a whole top-level block
+per environment (conf/local, conf/smoke restate only what they need), so a missing key is not an
+error. One class per YAML block: a new key is one new line in one class.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from evads_kedro.params.base import Block
 class Executor(Block):
     """``<pipeline>.executor``: inprocess | process_pool | dask (docs/scale.md)."""
 
-    kind: Literal["inprocess", "process_pool", "dask"]
-    workers: PositiveInt
-    scheduler_address: str
-    threads_per_worker: PositiveInt | None
+    kind: Literal["inprocess", "process_pool", "dask"] | None = None
+    workers: PositiveInt | None = None
+    scheduler_address: str | None = None
+    threads_per_worker: PositiveInt | None = None

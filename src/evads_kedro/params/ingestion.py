@@ -13,7 +13,7 @@ from evads_kedro.params.common import Executor
 class Released(Block):
     """``ingestion.released``: where the released videos live."""
 
-    video_root: str
+    video_root: str | None = None
 
 
 class Asr(PluginBlock):
@@ -58,20 +58,20 @@ class Ocr(PluginBlock):
 class Ingestion(Block):
     """``ingestion``."""
 
-    released: Released
-    video_root: str
-    extensions: list[str]
-    min_duration_s: NonNegativeFloat
-    max_duration_s: NonNegativeFloat
-    fps: PositiveFloat
-    frame_max_side: PositiveInt
-    decode_method: Literal["auto", "sequential", "seek"]
-    categories: dict[str, str]
-    sidecar_category: bool
-    sidecar_language: bool
-    default_category: str
-    retry_quarantined: bool
-    progress: bool
-    asr: Asr
-    ocr: Ocr
-    executor: Executor
+    released: Released | None = None
+    video_root: str | None = None
+    extensions: list[str] | None = None
+    min_duration_s: NonNegativeFloat | None = None
+    max_duration_s: NonNegativeFloat | None = None
+    fps: PositiveFloat | None = None
+    frame_max_side: PositiveInt | None = None
+    decode_method: Literal["auto", "sequential", "seek"] | None = None
+    categories: dict[str, str] | None = None
+    sidecar_category: bool | None = None
+    sidecar_language: bool | None = None
+    default_category: str | None = None
+    retry_quarantined: bool | None = None
+    progress: bool | None = None
+    asr: Asr | None = None
+    ocr: Ocr | None = None
+    executor: Executor | None = None

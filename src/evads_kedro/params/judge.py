@@ -16,11 +16,11 @@ Constrained = bool | Literal["auto"]
 class Judge(Block):
     """``<pipeline>.judge``: backend, decoding and retries of the SPEC §6 judge."""
 
-    backend: ChatBackend | None
-    temperature: NonNegativeFloat
-    seed: int | None
-    max_tokens: PositiveInt
-    invalid_retries: NonNegativeInt
+    backend: ChatBackend | None = None
+    temperature: NonNegativeFloat | None = None
+    seed: int | None = None
+    max_tokens: PositiveInt | None = None
+    invalid_retries: NonNegativeInt | None = None
     smoke_test: bool | None = None
     constrained: Constrained | None = None
     concurrency: PositiveInt | None = None

@@ -17,26 +17,26 @@ OnError = Literal["keep", "reject"]
 class Decoding(Block):
     """A ``decoding`` block: sampling of one kind of call."""
 
-    temperature: NonNegativeFloat
-    seed: int | None
-    max_tokens: PositiveInt
+    temperature: NonNegativeFloat | None = None
+    seed: int | None = None
+    max_tokens: PositiveInt | None = None
 
 
 class Persona(Block):
     """One entry of ``qa_generation.personas``."""
 
-    tasks: list[Task]
+    tasks: list[Task] | None = None
 
 
 class Captions(ChatBackend):
     """``qa_generation.captions``: a chat backend (or ``backend: none``) plus caption keys."""
 
     backend: Literal["none", "openai", "local"] | None = None  # type: ignore[assignment]
-    max_keyframes: PositiveInt
-    scene_threshold: NonNegativeFloat
-    prompt_file: str
-    max_tokens: PositiveInt
-    temperature: NonNegativeFloat
+    max_keyframes: PositiveInt | None = None
+    scene_threshold: NonNegativeFloat | None = None
+    prompt_file: str | None = None
+    max_tokens: PositiveInt | None = None
+    temperature: NonNegativeFloat | None = None
     seed: int | None = None
 
     @model_validator(mode="after")
@@ -47,81 +47,81 @@ class Captions(ChatBackend):
 class Verifier(Block):
     """``qa_generation.verifier``: the deterministic quote check."""
 
-    min_quotes: NonNegativeInt
-    quote_window_s: NonNegativeInt
-    max_answer_units: PositiveInt
+    min_quotes: NonNegativeInt | None = None
+    quote_window_s: NonNegativeInt | None = None
+    max_answer_units: PositiveInt | None = None
 
 
 class BlindCheck(Block):
     """``qa_generation.blind_check``: reject items answerable without the video."""
 
-    enabled: bool
-    threshold: float = Field(ge=0, le=1)
-    llm: ChatBackend | None
-    prompt_file: str
-    decoding: Decoding
-    judge_prompt_path: str
-    judge: Judge
-    on_error: OnError
+    enabled: bool | None = None
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    llm: ChatBackend | None = None
+    prompt_file: str | None = None
+    decoding: Decoding | None = None
+    judge_prompt_path: str | None = None
+    judge: Judge | None = None
+    on_error: OnError | None = None
 
 
 class Critic(Block):
     """``qa_generation.critic``: the optional LLM critic."""
 
-    enabled: bool
-    llm: ChatBackend | None
-    on_error: OnError
-    decoding: Decoding
+    enabled: bool | None = None
+    llm: ChatBackend | None = None
+    on_error: OnError | None = None
+    decoding: Decoding | None = None
 
 
 class Dedup(Block):
     """``qa_generation.dedup``: near-duplicate questions."""
 
-    method: Literal["minhash", "embedding", "both"]
-    embedding_threshold: float = Field(ge=0, le=1)
-    embedding_model: str | None
-    ngram: PositiveInt
-    num_perm: PositiveInt
-    threshold: float = Field(ge=0, le=1)
-    scope: Literal["video", "global"]
-    seed: int
+    method: Literal["minhash", "embedding", "both"] | None = None
+    embedding_threshold: float | None = Field(default=None, ge=0, le=1)
+    embedding_model: str | None = None
+    ngram: PositiveInt | None = None
+    num_perm: PositiveInt | None = None
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    scope: Literal["video", "global"] | None = None
+    seed: int | None = None
 
 
 class Balance(Block):
     """``qa_generation.balance``: items kept per task."""
 
-    tasks: list[Task]
-    per_task: PositiveInt
+    tasks: list[Task] | None = None
+    per_task: PositiveInt | None = None
 
 
 class Export(Block):
     """``qa_generation.export``: the released SFT / RL layouts."""
 
-    data_source: str
-    instruction: str | None
-    both_splits: bool
-    rl_fraction: float = Field(ge=0, le=1)
+    data_source: str | None = None
+    instruction: str | None = None
+    both_splits: bool | None = None
+    rl_fraction: float | None = Field(default=None, ge=0, le=1)
 
 
 class QaGeneration(Block):
     """``qa_generation``."""
 
-    llm: ChatBackend
-    decoding: Decoding
-    prefill: str | None
-    concurrency: PositiveInt
-    use_cache: bool
-    video_ids: list[str] | None
-    max_videos: PositiveInt | None
-    items_per_agent: PositiveInt
-    calls_per_agent: PositiveInt
-    max_answer_units: PositiveInt
-    prompt_dir: str
-    personas: dict[str, Persona]
-    captions: Captions
-    verifier: Verifier
-    blind_check: BlindCheck
-    critic: Critic
-    dedup: Dedup
-    balance: Balance
-    export: Export
+    llm: ChatBackend | None = None
+    decoding: Decoding | None = None
+    prefill: str | None = None
+    concurrency: PositiveInt | None = None
+    use_cache: bool | None = None
+    video_ids: list[str] | None = None
+    max_videos: PositiveInt | None = None
+    items_per_agent: PositiveInt | None = None
+    calls_per_agent: PositiveInt | None = None
+    max_answer_units: PositiveInt | None = None
+    prompt_dir: str | None = None
+    personas: dict[str, Persona] | None = None
+    captions: Captions | None = None
+    verifier: Verifier | None = None
+    blind_check: BlindCheck | None = None
+    critic: Critic | None = None
+    dedup: Dedup | None = None
+    balance: Balance | None = None
+    export: Export | None = None

@@ -15,16 +15,16 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 class Tiny(Block):
     """``rl_training.model.tiny``: the random model of smoke runs and tests."""
 
-    architecture: Literal["qwen2", "llama"]
-    hidden_size: PositiveInt
-    intermediate_size: PositiveInt
-    num_layers: PositiveInt
-    num_heads: PositiveInt
-    num_kv_heads: PositiveInt
-    tokenizer: str
-    vocab_size: PositiveInt
-    tokenizer_texts: PositiveInt
-    tie_embeddings: bool
+    architecture: Literal["qwen2", "llama"] | None = None
+    hidden_size: PositiveInt | None = None
+    intermediate_size: PositiveInt | None = None
+    num_layers: PositiveInt | None = None
+    num_heads: PositiveInt | None = None
+    num_kv_heads: PositiveInt | None = None
+    tokenizer: str | None = None
+    vocab_size: PositiveInt | None = None
+    tokenizer_texts: PositiveInt | None = None
+    tie_embeddings: bool | None = None
     max_position_embeddings: PositiveInt | None = None
     initializer_range: PositiveFloat | None = None
 
@@ -32,57 +32,57 @@ class Tiny(Block):
 class Model(Block):
     """``rl_training.model``: the base policy."""
 
-    source: Literal["pretrained", "tiny", "smollm2"]
-    name_or_path: str | None
-    vision: bool | Literal["auto"]
-    tiny: Tiny
+    source: Literal["pretrained", "tiny", "smollm2"] | None = None
+    name_or_path: str | None = None
+    vision: bool | Literal["auto"] | None = None
+    tiny: Tiny | None = None
 
 
 class Frames(Block):
     """``rl_training.data.frames``: images for a vision-language base."""
 
-    enabled: bool
-    num_frames: PositiveInt
-    max_side: PositiveInt
+    enabled: bool | None = None
+    num_frames: PositiveInt | None = None
+    max_side: PositiveInt | None = None
 
 
 class Data(Block):
     """``rl_training.data``: splits, filters and held-out videos."""
 
-    sft_split: str
-    rl_split: str
-    sft_candidates: PositiveInt | None
-    rl_candidates: PositiveInt | None
-    max_prompt_tokens: PositiveInt
-    max_sft_examples: PositiveInt | None
-    max_rl_examples: PositiveInt | None
-    heldout_videos: NonNegativeInt
-    max_heldout_examples: NonNegativeInt | None
-    target_template: str
-    frames: Frames
+    sft_split: str | None = None
+    rl_split: str | None = None
+    sft_candidates: PositiveInt | None = None
+    rl_candidates: PositiveInt | None = None
+    max_prompt_tokens: PositiveInt | None = None
+    max_sft_examples: PositiveInt | None = None
+    max_rl_examples: PositiveInt | None = None
+    heldout_videos: NonNegativeInt | None = None
+    max_heldout_examples: NonNegativeInt | None = None
+    target_template: str | None = None
+    frames: Frames | None = None
 
 
 class Lora(Block):
     """``rl_training.lora``."""
 
-    r: PositiveInt
-    alpha: PositiveFloat
-    dropout: float = Field(ge=0, lt=1)
-    target_modules: str | list[str]
-    modules_to_save: list[str] | None
+    r: PositiveInt | None = None
+    alpha: PositiveFloat | None = None
+    dropout: float | None = Field(default=None, ge=0, lt=1)
+    target_modules: str | list[str] | None = None
+    modules_to_save: list[str] | None = None
 
 
 class Trainer(Block):
     """Keys both SFT and GRPO pass to their TRL config (rl_training/config.py)."""
 
-    max_steps: int
-    learning_rate: PositiveFloat
-    per_device_train_batch_size: PositiveInt
-    gradient_accumulation_steps: PositiveInt
-    lr_scheduler_type: str
-    logging_steps: PositiveInt
-    gradient_checkpointing: bool
-    trl_args: dict[str, Any]
+    max_steps: int | None = None
+    learning_rate: PositiveFloat | None = None
+    per_device_train_batch_size: PositiveInt | None = None
+    gradient_accumulation_steps: PositiveInt | None = None
+    lr_scheduler_type: str | None = None
+    logging_steps: PositiveInt | None = None
+    gradient_checkpointing: bool | None = None
+    trl_args: dict[str, Any] | None = None
     warmup_steps: NonNegativeFloat | None = None
     weight_decay: NonNegativeFloat | None = None
     max_grad_norm: PositiveFloat | None = None
@@ -95,17 +95,17 @@ class Trainer(Block):
 class Sft(Trainer):
     """``rl_training.sft``: stage 1."""
 
-    num_train_epochs: PositiveFloat
-    max_length: PositiveInt | None
+    num_train_epochs: PositiveFloat | None = None
+    max_length: PositiveInt | None = None
     packing: bool | None = None
 
 
 class RewardWeights(Block):
     """``rl_training.grpo.reward_weights``: R = answer·G + trace·G + format·R_fmt."""
 
-    answer: NonNegativeFloat
-    trace: NonNegativeFloat
-    format: NonNegativeFloat
+    answer: NonNegativeFloat | None = None
+    trace: NonNegativeFloat | None = None
+    format: NonNegativeFloat | None = None
 
 
 class PartialWeights(Block):
@@ -119,17 +119,17 @@ class PartialWeights(Block):
 class Grpo(Trainer):
     """``rl_training.grpo``: stage 2 (MG-GRPO)."""
 
-    reward_weights: RewardWeights
-    trace_reference: Literal["clues", "answer"]
-    num_generations: int = Field(ge=2)
-    beta: NonNegativeFloat
-    temperature: PositiveFloat
-    max_completion_length: PositiveInt
-    loss_type: str
-    scale_rewards: str
-    use_vllm: bool
-    vllm_mode: Literal["colocate", "server"]
-    log_completions: bool
+    reward_weights: RewardWeights | None = None
+    trace_reference: Literal["clues", "answer"] | None = None
+    num_generations: int | None = Field(default=None, ge=2)
+    beta: NonNegativeFloat | None = None
+    temperature: PositiveFloat | None = None
+    max_completion_length: PositiveInt | None = None
+    loss_type: str | None = None
+    scale_rewards: str | None = None
+    use_vllm: bool | None = None
+    vllm_mode: Literal["colocate", "server"] | None = None
+    log_completions: bool | None = None
     top_p: float | None = Field(default=None, gt=0, le=1)
     num_iterations: PositiveInt | None = None
     epsilon: PositiveFloat | None = None
@@ -139,56 +139,56 @@ class Grpo(Trainer):
 class Heldout(Block):
     """``rl_training.heldout``: the policy answers the held-out questions."""
 
-    max_new_tokens: PositiveInt
-    temperature: NonNegativeFloat
-    seed: int
-    batch_size: PositiveInt
+    max_new_tokens: PositiveInt | None = None
+    temperature: NonNegativeFloat | None = None
+    seed: int | None = None
+    batch_size: PositiveInt | None = None
 
 
 class Checkpoints(Block):
     """``rl_training.checkpoints``: every N optimizer steps, resume from the last complete."""
 
-    every_steps: NonNegativeInt
-    keep: PositiveInt | None
-    root: str
+    every_steps: NonNegativeInt | None = None
+    keep: PositiveInt | None = None
+    root: str | None = None
 
 
 class Mlflow(Block):
     """``rl_training.mlflow``: nested runs per stage / variant."""
 
-    enabled: bool
-    experiment: str
+    enabled: bool | None = None
+    experiment: str | None = None
 
 
 class RlTraining(Block):
     """``rl_training``."""
 
-    device: str
-    precision: Precision
-    seed: int
-    cpu_threads: PositiveInt | None
-    attn_implementation: str | None
-    model: Model
-    data: Data
-    lora: Lora
-    sft: Sft
-    grpo: Grpo
-    judge_prompt_path: str
-    judge: Judge
-    heldout: Heldout
-    checkpoints: Checkpoints
-    mlflow: Mlflow
+    device: str | None = None
+    precision: Precision | None = None
+    seed: int | None = None
+    cpu_threads: PositiveInt | None = None
+    attn_implementation: str | None = None
+    model: Model | None = None
+    data: Data | None = None
+    lora: Lora | None = None
+    sft: Sft | None = None
+    grpo: Grpo | None = None
+    judge_prompt_path: str | None = None
+    judge: Judge | None = None
+    heldout: Heldout | None = None
+    checkpoints: Checkpoints | None = None
+    mlflow: Mlflow | None = None
 
 
 class Variant(Block):
     """``grpo_<v>.variant``: one reward variant (kind = the score used for answer and trace)."""
 
-    name: str
-    kind: Literal["s", "r3", "r5", "mg"]
+    name: str | None = None
+    kind: Literal["s", "r3", "r5", "mg"] | None = None
     weights: PartialWeights | None = None
 
 
 class VariantBlock(Block):
     """A ``grpo_<v>`` namespace block."""
 
-    variant: Variant
+    variant: Variant | None = None

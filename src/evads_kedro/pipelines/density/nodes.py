@@ -115,9 +115,9 @@ def text_density_per_video(
 
 
 def samples_text_density(timelines: pd.DataFrame, videos: pd.DataFrame,
-                         params: dict[str, Any]) -> pd.DataFrame:
-    """The project's ingested videos (ingestion's ``video_timelines`` / ``ingested_videos``)."""
-    name = params.get("samples_dataset", "samples")
+                         name: str) -> pd.DataFrame:
+    """The project's ingested videos (ingestion's ``video_timelines`` / ``ingested_videos``) as
+    the table row ``name`` (``density.samples_dataset``)."""
     if videos is None or videos.empty:
         logger.warning("No ingested videos (put ads in data/01_raw/videos, run `make samples`): "
                        "the %r row is omitted", name)
@@ -479,8 +479,10 @@ def merge_video_density(released: pd.DataFrame, samples: pd.DataFrame,
     return out.sort_values(["dataset", "video_id"]).reset_index(drop=True)
 
 
-def density_table(per_video: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    """Per-dataset means (``source = measured``) followed by the paper's rows (``paper``)."""
+def density_table(per_video: pd.DataFrame,
+                  paper_reference: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Per-dataset means (``source = measured``) followed by the paper's rows (``paper``:
+    ``density.paper_reference``, dataset -> {v_den, a_den, o_den})."""
     per_video = per_video.copy()
     for col in DENSITIES:
         if col not in per_video:
@@ -502,7 +504,7 @@ def density_table(per_video: pd.DataFrame, params: dict[str, Any]) -> pd.DataFra
         {"dataset": f"{name} (paper)", "n_videos": np.nan, "v_den": v["v_den"],
          "a_den": v["a_den"], "o_den": v["o_den"], "n_v_den": np.nan, "v_den_median": np.nan,
          "a_den_median": np.nan, "o_den_median": np.nan, "encoder": PAPER_ENCODER, "source": "paper"}
-        for name, v in params["paper_reference"].items()
+        for name, v in paper_reference.items()
     ]
     table = pd.DataFrame(rows + paper, columns=TABLE_COLUMNS)
     for col in ("n_videos", "n_v_den"):

@@ -4,6 +4,10 @@ Inputs from ingestion: ``released_*`` (released splits), ``ingested_videos`` and
 ``video_timelines`` (the project's videos) and ``frames`` (their 1 fps frame stacks; an empty
 folder loads as no videos). ``density_embedding_cache`` and ``density_embeddings`` are the same
 folder: cached embeddings in, newly computed ones out.
+
+Each node takes the narrowest parameter block it reads; ``visual_density_per_video`` reads
+almost every key of ``density`` (encoder, vden, executor, sampling, folders), so it takes the
+block.
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -22,7 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.samples_text_density,
-                inputs=["video_timelines", "ingested_videos", "params:density"],
+                inputs=["video_timelines", "ingested_videos", "params:density.samples_dataset"],
                 outputs="samples_text_density",
                 name="samples_text_density",
             ),
@@ -41,7 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.density_table,
-                inputs=["video_density", "params:density"],
+                inputs=["video_density", "params:density.paper_reference"],
                 outputs="density_table",
                 name="density_table",
             ),
@@ -53,7 +57,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 plots.density_plots,
-                inputs=["video_density", "density_table", "params:density"],
+                inputs=["video_density", "density_table"],
                 outputs=["density_comparison_plot", "density_distribution_plot",
                          "density_category_plot"],
                 name="density_plots",

@@ -8,8 +8,6 @@ nothing to show says so instead of being blank.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -50,7 +48,7 @@ def _measured_encoders(table: pd.DataFrame) -> list[str]:
     return sorted({e for cell in enc for e in str(cell).split(",") if e})
 
 
-def comparison_figure(table: pd.DataFrame, params: dict[str, Any] | None = None):
+def comparison_figure(table: pd.DataFrame):
     """Three horizontal bar panels: every dataset's mean V_den / A_den / O_den, measured vs paper."""
     plt = _plt()
     t = table.reset_index(drop=True)
@@ -198,10 +196,10 @@ def category_figure(per_video: pd.DataFrame):
     return fig
 
 
-def density_plots(per_video: pd.DataFrame, table: pd.DataFrame, params: dict[str, Any]):
+def density_plots(per_video: pd.DataFrame, table: pd.DataFrame):
     """The three report figures (comparison, distributions, categories)."""
     per_video = per_video.copy()
     if "category_en" not in per_video:
         per_video["category_en"] = "Unknown category"
-    return (comparison_figure(table, params), distribution_figure(per_video, table),
+    return (comparison_figure(table), distribution_figure(per_video, table),
             category_figure(per_video))
