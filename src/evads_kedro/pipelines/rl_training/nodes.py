@@ -63,8 +63,10 @@ def _setup(params: Mapping[str, Any]) -> cfg.DevicePlan:
 
 
 def _no_report(block: Mapping[str, Any]) -> dict[str, Any]:
-    """The stage block with TRL's reporting off: the history goes out through the catalog."""
-    return {**dict(block), "report_to": []}
+    """The stage block without TRL's MLflow callback (its history goes out through the
+    catalog); other reporters named in ``report_to`` (e.g. tensorboard) are kept."""
+    keep = [r for r in block.get("report_to") or [] if str(r).lower() not in ("mlflow", "all")]
+    return {**dict(block), "report_to": keep}
 
 
 # ----------------------------------------------------------------------------- stage skeleton
@@ -85,7 +87,7 @@ def checkpoint_args(params: Mapping[str, Any]) -> dict[str, Any]:
     """``save_strategy`` / ``save_steps`` / ``save_total_limit`` from ``rl_training.checkpoints``
     (``every_steps: 0`` turns checkpoints off)."""
     ck = params.get("checkpoints") or {}
-    every = int(ck.get("every_steps", 50) or 0)
+    every = int(ck.get("every_steps", 25) or 0)
     if every <= 0:
         return {"save_strategy": "no"}
     return {"save_strategy": "steps", "save_steps": every,
