@@ -194,7 +194,8 @@ def main() -> None:
                     help="kill the first GRPO run after this checkpoint (default: steps // 3)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--workdir", default=None, help="keep the files here (default: a temp dir)")
+    ap.add_argument("--workdir", default=None,
+                    help="keep the files (models, adapters, logs) here; default: a temp dir, removed")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -224,7 +225,10 @@ def main() -> None:
         killed_at = kill_after_checkpoint(work, kill_after, timeout=3600)
         summary = run_grpo(work)
         grpo_s = time.perf_counter() - t_grpo
-    change = adapter_change(Path(summary["adapter"]), work / "base", work / "sft")
+    shutil.move(summary["adapter"], work / "grpo_adapter")
+    change = adapter_change(work / "grpo_adapter", work / "base", work / "sft")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
 
     hist = pd.DataFrame([h for h in summary["history"] if "reward" in h])
     cols = {"step": "step", "reward": "reward", "reward_std": "std",

@@ -125,3 +125,17 @@ def test_stage_run_dataset_saves_nothing_when_disabled(tracking):
         ds.load()
     with pytest.raises(DatasetError, match="stage-run record"):
         ds.save({"history": []})
+
+
+def test_no_pipeline_module_imports_mlflow():
+    """Tracking lives in hooks and catalog datasets only (docs/dev/CONTRACTS.md, issue 15)."""
+    import ast
+
+    pipelines = Path(__file__).resolve().parents[1] / "src/evads_kedro/pipelines"
+    offenders = []
+    for path in pipelines.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "mlflow"]
+    assert not offenders, offenders

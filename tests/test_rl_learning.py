@@ -1,7 +1,8 @@
 """GRPO actually trains (a short run on the tiny smoke model): the saved LoRA moved away from its
 initial values, at least one group of completions had a non-zero reward spread (else GRPO's
-advantages are all zero and nothing is learned), and a rerun resumes from the last checkpoint
-with the finished steps' history intact. benchmarks/grpo_learning.py measures the long run."""
+advantages are all zero and nothing is learned), and a rerun resumes from the last complete
+checkpoint with the finished steps' history intact and ends on the very same weights.
+benchmarks/grpo_learning.py measures the long run."""
 
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ def test_grpo_moves_the_adapter_sees_reward_spread_and_resumes(tmp_path, monkeyp
         # as if killed during step 3: checkpoint-3 never completed, checkpoint-2 did
         folder = checkpoints.stage_dir(tmp_path / "ck", "grpo_mg")
         (folder / "checkpoint-3" / "trainer_state.json").unlink()
-        _, _, again = nodes.train_grpo(rl, rl.head(0), base, sft, cache, params,
-                                       {"name": "mg", "kind": "mg"})
+        _, adapter2, again = nodes.train_grpo(rl, rl.head(0), base, sft, cache, params,
+                                              {"name": "mg", "kind": "mg"})
 
     assert summary["steps"] == 3 and summary["resumed_from_step"] == 0
     lora_b = [t for k, t in load_file(f"{adapter}/adapter_model.safetensors").items()
@@ -65,5 +66,13 @@ def test_grpo_moves_the_adapter_sees_reward_spread_and_resumes(tmp_path, monkeyp
 
     assert again["resumed_from_step"] == 2 and again["steps"] == 3
     assert [h["step"] for h in again["history"]] == [1, 2, 3]  # the finished steps are kept
-    assert [h["reward"] for h in again["history"][:2]] == \
-        [h["reward"] for h in summary["history"][:2]]
+    # steps 1-2 come from the checkpoint's log, wall-clock step_time included: had they been
+    # trained again, their timings would differ
+    assert again["history"][:2] == summary["history"][:2]
+    first = load_file(f"{adapter}/adapter_model.safetensors")
+    second = load_file(f"{adapter2}/adapter_model.safetensors")
+    # weights, optimizer and RNG came back from checkpoint-2: step 3 is redone exactly (CPU,
+    # one thread), so a resume that lost any of them would end on other weights
+    assert again["history"][2] == summary["history"][2] | {"step_time": again["history"][2]["step_time"]}
+    assert first.keys() == second.keys()
+    assert all(bool((first[k] == second[k]).all()) for k in first)

@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,10 @@ def _setup(params: Mapping[str, Any]) -> cfg.DevicePlan:
 
 
 def _no_report(block: Mapping[str, Any]) -> dict[str, Any]:
-    """The stage block with TRL's reporting off: the history goes out through the catalog."""
-    return {**dict(block), "report_to": []}
+    """The stage block without TRL's MLflow callback (its history goes out through the
+    catalog); other reporters named in ``report_to`` (e.g. tensorboard) are kept."""
+    keep = [r for r in block.get("report_to") or [] if str(r).lower() not in ("mlflow", "all")]
+    return {**dict(block), "report_to": keep}
 
 
 # ----------------------------------------------------------------------------- stage skeleton
@@ -78,14 +80,14 @@ class StageResult:
     resumed_from_step: int
     history: list[dict[str, float]]
     train_s: float
-    trainer: Any = field(repr=False, default=None)
+    after: Any = None  # what ``after_train`` returned
 
 
 def checkpoint_args(params: Mapping[str, Any]) -> dict[str, Any]:
     """``save_strategy`` / ``save_steps`` / ``save_total_limit`` from ``rl_training.checkpoints``
     (``every_steps: 0`` turns checkpoints off)."""
     ck = params.get("checkpoints") or {}
-    every = int(ck.get("every_steps", 50) or 0)
+    every = int(ck.get("every_steps", 25) or 0)
     if every <= 0:
         return {"save_strategy": "no"}
     return {"save_strategy": "steps", "save_steps": every,
@@ -117,13 +119,16 @@ def file_digest(folder: str | Path) -> str:
 
 
 def run_stage(stage: str, params: Mapping[str, Any], fingerprint: Mapping[str, Any],
-              make_trainer: Callable[[dict[str, Any]], Any], processing_class) -> StageResult:
+              make_trainer: Callable[[dict[str, Any]], Any], processing_class,
+              after_train: Callable[[Any], Any] | None = None) -> StageResult:
     """The training skeleton shared by SFT and GRPO.
 
     ``make_trainer(extra_args)`` builds the trainer with ``extra_args`` (``output_dir`` = the
     stage's checkpoint folder and the checkpoint arguments) merged into its config. Resumes
     from the last complete checkpoint when one of the same run (``fingerprint``) exists; on
-    success saves the adapter (+ processor) into a scratch folder and removes the checkpoints.
+    success saves the adapter (+ processor) into a scratch folder, runs ``after_train(trainer)``
+    (GRPO's held-out evaluation) and only then removes the checkpoints, so a kill during that
+    evaluation does not cost the training.
     """
     root = (params.get("checkpoints") or {}).get("root") or checkpoints.DEFAULT_ROOT
     folder = checkpoints.stage_dir(root, stage)
@@ -137,6 +142,7 @@ def run_stage(stage: str, params: Mapping[str, Any], fingerprint: Mapping[str, A
     out = scratch_dir(f"{stage}-adapter")
     trainer.save_model(str(out))
     processing_class.save_pretrained(str(out))
+    after = after_train(trainer) if after_train is not None else None
     if is_main_process():
         checkpoints.clear(folder)
     loss = getattr(result, "training_loss", None)
@@ -144,7 +150,7 @@ def run_stage(stage: str, params: Mapping[str, Any], fingerprint: Mapping[str, A
                        train_loss=float(loss) if loss is not None else None,
                        resumed_from_step=resumed_step,
                        history=step_history(trainer.state.log_history), train_s=train_s,
-                       trainer=trainer)
+                       after=after)
 
 
 def stage_run(params: Mapping[str, Any], stage: str, *, tags: Mapping[str, str],
@@ -295,10 +301,13 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
                    "judge": [judge.model_id, judge.template_hash],
                    "examples": sorted(map(str, rl_examples["question_id"]))
                    if "question_id" in rl_examples else len(rl_examples)}
-    res = run_stage(stage, params, fingerprint, make_trainer, proc)
-    t_eval = time.perf_counter()
-    heldout = evaluate_heldout(res.trainer.model, proc, heldout_examples, judge, params)
-    eval_s = time.perf_counter() - t_eval
+    def heldout_scores(trainer) -> tuple[dict[str, Any], float]:
+        t_eval = time.perf_counter()
+        scores = evaluate_heldout(trainer.model, proc, heldout_examples, judge, params)
+        return scores, time.perf_counter() - t_eval
+
+    res = run_stage(stage, params, fingerprint, make_trainer, proc, after_train=heldout_scores)
+    heldout, eval_s = res.after
     rewarded = [h for h in res.history if "reward" in h]
     summary = {
         "stage": "grpo", "variant": variant.name, "kind": variant.kind,
