@@ -16,6 +16,7 @@ evenly spaced frames are attached as an ``images`` list (TRL has no video input)
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Mapping
@@ -126,26 +127,23 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
 
 # -------------------------------------------------------------------------------- frames
 def sample_frames(video_path: str, num_frames: int, max_side: int) -> list:
-    """``num_frames`` evenly spaced RGB frames (PIL) of a video, longer side ≤ ``max_side``."""
-    import av
+    """``num_frames`` evenly spaced RGB frames (PIL) of a video, longer side ≤ ``max_side``,
+    from the project's one frame sampler (:func:`evads_kedro.video.sample_n_frames`: rotation
+    honoured, no full-resolution decode of the whole video), once per video and process (the
+    five questions of a video share it)."""
+    return list(_frames_cached(str(video_path), int(num_frames), int(max_side)))
+
+
+@functools.lru_cache(maxsize=64)
+def _frames_cached(video_path: str, num_frames: int, max_side: int) -> tuple:
     from PIL import Image
 
-    with av.open(video_path) as container:
-        stream = container.streams.video[0]
-        frames = [f.to_image() for f in container.decode(stream)]
+    from evads_kedro.video import sample_n_frames
+
+    frames = sample_n_frames(video_path, num_frames, max_side)
     if not frames:
         raise ValueError(f"{video_path}: no decodable video frames")
-    n = min(int(num_frames), len(frames))
-    picks = [frames[round(i * (len(frames) - 1) / max(n - 1, 1))] for i in range(n)]
-    out = []
-    for img in picks:
-        img = img.convert("RGB")
-        if max(img.size) > max_side:
-            s = max_side / max(img.size)
-            img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))),
-                             Image.BILINEAR)
-        out.append(img)
-    return out
+    return tuple(Image.fromarray(f) for f in frames)
 
 
 def user_turn(prompt_text: str, n_images: int) -> dict[str, Any]:
