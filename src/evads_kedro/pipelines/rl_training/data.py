@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,15 +65,21 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
     """(sft, rl, heldout, report). ``count_tokens(text) -> int`` measures prompts; prompts
     longer than ``max_prompt_tokens`` are dropped (TRL no longer truncates prompts)."""
     max_tokens = int(data.get("max_prompt_tokens", 4096))
-    paths = _video_paths(videos) if vision and data.get("frames", {}).get("enabled", True) else {}
-    report: dict[str, Any] = {"vision_model": bool(vision), "max_prompt_tokens": max_tokens}
+    frames = dict(data.get("frames") or {})
+    paths = _video_paths(videos) if vision and frames.get("enabled", True) else {}
+    per_video = image_tokens(frames) if paths else 0
+    report: dict[str, Any] = {"vision_model": bool(vision), "max_prompt_tokens": max_tokens,
+                              "image_tokens_per_video": per_video}
 
     def prompts(df: pd.DataFrame) -> pd.DataFrame:
         df = df.copy()
         df["video_path"] = [paths.get(str(v)) for v in df["video_id"]]
         df["prompt_text"] = [p if vp else strip_video_token(p)
                              for p, vp in zip(df["prompt"], df["video_path"], strict=True)]
-        df["n_prompt_tokens"] = [int(count_tokens(p)) for p in df["prompt_text"]]
+        # the frames' image tokens count too: a prompt that fits as text may not with 8 frames
+        df["n_prompt_tokens"] = [int(count_tokens(p)) + (per_video if vp else 0)
+                                 for p, vp in zip(df["prompt_text"], df["video_path"],
+                                                  strict=True)]
         return df
 
     # --- SFT
@@ -115,6 +122,9 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
     report["dropped_long_prompts"] = dropped
     report["input_mode"] = ("frames+timeline" if any(report[k]["with_frames"] for k in ("sft", "rl"))
                             else "text-only (timeline)")
+    if vision and report["input_mode"].startswith("text-only"):
+        report["warning"] = TEXT_ONLY_WARNING
+        logger.warning("!" * 88 + "\n%s\n" + "!" * 88, TEXT_ONLY_WARNING)
     if not len(out_sft):
         raise ValueError("no SFT examples: released_qa has no rows of split "
                          f"{data.get('sft_split', 'sft')!r} with think+answer under "
@@ -126,6 +136,21 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
 
 
 # -------------------------------------------------------------------------------- frames
+TEXT_ONLY_WARNING = (
+    "TEXT-ONLY TRAINING of a vision-language model: no example has a video file (the released "
+    "splits ship none). The policy sees timelines, never frames. Put the videos under "
+    "<evads_data_dir>/videos and rerun ingestion to train on frames.")
+
+
+def image_tokens(frames: Mapping[str, Any]) -> int:
+    """Upper bound of the image tokens the frames of one example add to its prompt:
+    ``num_frames`` × ceil(max_side / pixels_per_token)² (Qwen2/2.5-VL: 14 px patches merged
+    2×2 = 28 px per token; Qwen3-VL: 32), plus 2 vision start/end tokens per frame."""
+    n = int(frames.get("num_frames", 8))
+    side = math.ceil(int(frames.get("max_side", 448)) / int(frames.get("pixels_per_token", 28)))
+    return n * (side * side + 2)
+
+
 def sample_frames(video_path: str, num_frames: int, max_side: int) -> list:
     """``num_frames`` evenly spaced RGB frames (PIL) of a video, longer side ≤ ``max_side``,
     from the project's one frame sampler (:func:`evads_kedro.video.sample_n_frames`: rotation
