@@ -80,3 +80,23 @@ def test_vllm_mode_without_use_vllm_is_an_error_and_colocate_gets_a_bounded_cont
     with pytest.raises(ValueError, match="vllm_max_model_length"):
         cfg.vllm_kwargs({"use_vllm": True})
     assert cfg.vllm_kwargs({"use_vllm": True, "vllm_mode": "server"}) == {"vllm_mode": "server"}
+
+
+@pytest.mark.parametrize("rank, tracked", [("0", True), ("3", False)])
+def test_only_rank_0_opens_the_kedro_mlflow_run(rank, tracked):
+    import os
+    import subprocess
+    import sys
+
+    # the hooks Kedro registers from plugin entry points, as a session does
+    code = ("from kedro.framework.hooks.manager import _create_hook_manager, "
+            "_register_hooks_entry_points\n"
+            "from evads_kedro import settings\n"
+            "hm = _create_hook_manager()\n"
+            "_register_hooks_entry_points(hm, settings.DISABLE_HOOKS_FOR_PLUGINS)\n"
+            "print(any(hm.is_registered(p) and d.project_name == 'kedro_mlflow'\n"
+            "          for p, d in hm.list_plugin_distinfo()))")
+    env = {**os.environ, "RANK": rank, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.strip().splitlines()[-1]
+    assert out == str(tracked)

@@ -51,7 +51,6 @@ SHRINK = {"rl_training": {
     "sft": {"max_steps": 2, "max_length": 512},
     "grpo": {"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 2,
              "max_completion_length": 12},
-    "heldout": {"max_new_tokens": 12},
 }, "rl_compare": {"model": {"max_tokens": 8}}}
 
 

@@ -44,7 +44,6 @@ def test_tiny_vl_model_trains_sft_and_grpo_on_frames(tmp_path, monkeypatch):
             "grpo": {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 4,
                      "max_completion_length": 6, "gradient_checkpointing": False,
                      "disable_tqdm": True},
-            "heldout": {"max_new_tokens": 6},
             "judge_prompt_path": "conf/base/prompts/evaluation/judge.txt",
             "judge": {"backend": {"backend": "openai", "base_url": judge.base_url,
                                   "model": "smoke", "api_key_env": None, "max_retries": 0},
