@@ -18,7 +18,8 @@ help:
 	@echo "make reliability  bad-input / kill -9 / secrets / paths suite; table of faults handled, 0 lost"
 	@echo "make mlflow   MLflow UI on the project's sqlite store"
 	@echo "make viz      build the kedro-viz static site (with dataset previews) into build/"
-	@echo "make train-smoke  SFT + the five GRPO variants on a tiny model with a loopback judge (CPU, minutes)"
+	@echo "make train-smoke  SFT + the five GRPO variants on a tiny model with a loopback judge (CPU, minutes),"
+	@echo "                  then base, SFT and the variants scored by the evaluation pipeline (paper's table)"
 
 run: install samples
 	$(KEDRO) run
@@ -70,3 +71,4 @@ train-smoke: install
 		|| $(KEDRO) run --pipelines ingestion --tags released
 	$(PY) -m evads_kedro.pipelines.rl_training.smoke_judge -- \
 		$(KEDRO) run --pipelines rl_training --env smoke
+	@echo; cat data/08_reporting/rl_training/comparison.md

@@ -51,15 +51,15 @@ SHRINK = {"rl_training": {
     "sft": {"max_steps": 2, "max_length": 512},
     "grpo": {"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 2,
              "max_completion_length": 12},
-    "heldout": {"max_new_tokens": 12},
-}}
+}, "rl_compare": {"model": {"max_tokens": 8}}}
 
 
 def test_registry_has_the_five_variant_namespaces():
     pipe = register_pipelines()["rl_training"]
     names = {n.name for n in pipe.nodes}
     assert {f"grpo_{v}.train_grpo" for v in VARIANTS} <= names
-    assert {"prepare_base_model", "build_rl_datasets", "train_sft", "compare_variants"} <= names
+    assert {"prepare_base_model", "build_rl_datasets", "train_sft",
+            "rl_compare.compare_variants"} <= names
     only_mg = pipe.only_nodes_with_namespaces(["grpo_mg"])
     assert [n.name for n in only_mg.nodes] == ["grpo_mg.train_grpo"]
     assert "params:grpo_mg.variant" in only_mg.inputs()
@@ -87,10 +87,25 @@ def test_smoke_pipeline_trains_sft_and_five_variants_tracked_in_mlflow(kedro_pro
         assert judge.requests > 0
 
     rep = kedro_project / "data/08_reporting/rl_training"
+    # the comparison: base, SFT and the five adapters answered as models under test of the
+    # evaluation pipeline (local backend + adapter_dir) on the 2 held-out questions
     scores = pd.read_csv(rep / "variant_scores.csv")
-    assert scores["variant"].tolist() == list(VARIANTS)
+    overall = scores[scores["group_by"] == "overall"]
+    assert overall["variant"].tolist() == ["base", "sft", *VARIANTS]
+    assert (overall["n"] == 2).all() and overall["r5"].between(0, 1).all()
+    assert {"overall", "dimension", "task"} <= set(scores["group_by"])
+    items = pd.read_parquet(rep / "evaluation/item_results.parquet")
+    assert items.groupby("model")["question_id"].nunique().to_dict() == {
+        m: 2 for m in ["base", "sft", *VARIANTS]}
+    ids = items.groupby("model")["model_id"].first()
+    # the answer cache is keyed by the weights: base alone, every other row base + LoRA(s)
+    # (two variants whose GRPO left the adapter unchanged share an id, and their answers)
+    assert ids["base"] == "local:base_model"
+    assert all(ids[m].startswith("local:base_model+lora:") for m in ["sft", *VARIANTS])
+    md = (rep / "comparison.md").read_text()
+    assert "| variant | Basic Perception" in md and "Δ C&R vs base" in md
+    assert "| stage | steps | final reward | wall s |" in md
     assert (rep / "reward_curves.png").stat().st_size > 10_000
-    assert "| stage | wall s |" in (rep / "comparison.md").read_text()
     report = json.loads((rep / "data_report.json").read_text())
     assert report["input_mode"] == "text-only (timeline)" and report["heldout"]["videos"] == 2
     for v in VARIANTS:
@@ -111,6 +126,12 @@ def test_smoke_pipeline_trains_sft_and_five_variants_tracked_in_mlflow(kedro_pro
             assert client.get_metric_history(r["run_id"], m), m
         has_trace = r["tags.evads.variant"] != "mg_no_trace"
         assert bool(client.get_metric_history(r["run_id"], f"rewards/trace_{r['tags.evads.kind']}/mean")) == has_trace
-        assert r["metrics.heldout.n"] == 2 and r["params.evads.variant.w_answer"] == "0.8"
+        assert r["params.evads.variant.w_answer"] == "0.8"
         arts = {a.path for a in client.list_artifacts(r["run_id"], "adapter")}
         assert "adapter/adapter_config.json" in arts
+
+    variant_runs = mlflow.search_runs(experiment_names=["evads-grpo"],
+                                      filter_string="tags.`evads.kind` = 'rl_compare'")
+    assert sorted(variant_runs["tags.evads.model"]) == sorted(["base", "sft", *VARIANTS])
+    assert set(variant_runs["tags.mlflow.parentRunId"]) == set(kedro_run["run_id"])
+    assert variant_runs["metrics.overall.all.r5"].between(0, 1).all()

@@ -1,5 +1,6 @@
 """The vision-language path of rl_training (the GPU recipe's code path) with a tiny random
-Qwen2-VL on CPU: frames as ``images`` through SFT, GRPO and held-out generation."""
+Qwen2-VL on CPU: frames as ``images`` through SFT and GRPO, a GRPO batch holding two image
+prompts of different lengths (left padding of the Qwen VL processor, trl#5785)."""
 
 from __future__ import annotations
 
@@ -23,24 +24,26 @@ def test_tiny_vl_model_trains_sft_and_grpo_on_frames(tmp_path, monkeypatch):
     clear_chat_cache()
     video = tmp_path / "v0.mp4"
     _write_video(video, n=6, size=(112, 84))
-    videos = pd.DataFrame({"video_id": ["v0", "v1"], "video_exists": [True, False],
-                           "video_path": [str(video), str(tmp_path / "v1.mp4")]})
-    qa = qa_table(2)
+    video2 = tmp_path / "v2.mp4"
+    _write_video(video2, n=6, size=(112, 84))
+    videos = pd.DataFrame({"video_id": ["v0", "v1", "v2"], "video_exists": [True, False, True],
+                           "video_path": [str(video), str(tmp_path / "v1.mp4"), str(video2)]})
+    qa = qa_table(3)
     with SmokeJudgeServer() as judge:
         params = {
             "device": "cpu", "seed": 0, "cpu_threads": 1,
             "model": {"source": "tiny", "tiny": {"vision": True, "vocab_size": 400,
                                                  "image_side": 56}},
-            "data": {"max_prompt_tokens": 100_000, "heldout_videos": 1,
+            "data": {"max_prompt_tokens": 100_000, "heldout_videos": 0,
                      "frames": {"enabled": True, "num_frames": 2, "max_side": 112}},
             "lora": {"r": 4, "alpha": 8,
                      "target_modules": r"^(?!.*visual).*\.(q_proj|v_proj)$"},
             "sft": {"max_steps": 1, "per_device_train_batch_size": 2, "max_length": None,
                     "gradient_checkpointing": False, "disable_tqdm": True},
-            "grpo": {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 2,
+            # 4 completions per step = 2 prompts x 2 generations in one batch
+            "grpo": {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 4,
                      "max_completion_length": 6, "gradient_checkpointing": False,
                      "disable_tqdm": True},
-            "heldout": {"max_new_tokens": 6},
             "judge_prompt_path": "conf/base/prompts/evaluation/judge.txt",
             "judge": {"backend": {"backend": "openai", "base_url": judge.base_url,
                                   "model": "smoke", "api_key_env": None, "max_retries": 0},
@@ -52,13 +55,20 @@ def test_tiny_vl_model_trains_sft_and_grpo_on_frames(tmp_path, monkeypatch):
         assert info["vision"] is True
         sft, rl, held, report = nodes.build_datasets(qa, videos, base, params)
         assert report["input_mode"] == "frames+timeline"
-        assert report["sft"]["with_frames"] == 2 and report["sft"]["text_only"] == 2
+        assert report["sft"]["with_frames"] == 4 and report["sft"]["text_only"] == 2
         _, adapter, sft_summary = nodes.train_sft(sft, base, params)
         assert sft_summary["steps"] == 1
-        _, out, summary = nodes.train_grpo(rl, held, base, adapter, JsonlCache(tmp_path / "c.jsonl"),
+        assert report["image_tokens_per_video"] == 2 * (4 * 4 + 2)  # 112 px / 28, 2 frames
+        from evads_kedro.pipelines.rl_training import models
+
+        assert models.load_processing_class(models.base_info(base)).tokenizer.padding_side == "left"
+        # two image prompts of different lengths in the one GRPO batch
+        rl = rl[rl["video_path"].notna()].drop_duplicates("video_id").head(2)
+        assert len(rl) == 2 and rl["n_prompt_tokens"].nunique() == 2
+        _, out, summary = nodes.train_grpo(rl, base, adapter, JsonlCache(tmp_path / "c.jsonl"),
                                         params, {"name": "mg", "kind": "mg"})
         assert judge.requests > 0
-    assert summary["steps"] == 1 and summary["heldout"]["n"] == len(held) == 2
+    assert summary["steps"] == 1
     assert json.loads(json.dumps(summary))["variant"] == "mg"  # the catalog saves it as JSON
     for folder in (base, adapter, out):
         shutil.rmtree(folder, ignore_errors=True)

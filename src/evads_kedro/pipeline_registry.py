@@ -1,4 +1,5 @@
-"""Register the five E-VAds pipelines by name, plus ``__default__``."""
+"""Register the five E-VAds pipelines by name, ``rl_compare`` (re-score trained RL variants)
+and ``__default__``."""
 
 from kedro.pipeline import Pipeline
 
@@ -24,7 +25,10 @@ def register_pipelines() -> dict[str, Pipeline]:
         "density": density.create_pipeline(),
         "qa_generation": qa_generation.create_pipeline(),
         "evaluation": evaluation.create_pipeline(),
-        "rl_training": rl_training.create_pipeline(),
     }
+    # rl_training's variant comparison is a rewired copy of the evaluation pipeline: it is
+    # handed over here, so neither pipeline imports the other
+    pipelines["rl_training"] = rl_training.create_pipeline(evaluation=pipelines["evaluation"])
+    pipelines["rl_compare"] = rl_training.create_comparison(pipelines["evaluation"])
     pipelines["__default__"] = pipelines["ingestion"] + pipelines["density"]
     return pipelines

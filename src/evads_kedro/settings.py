@@ -14,6 +14,10 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
 HOOKS = (ValidateParametersHook(), PrintReportsHook(), CredentialsEnvHook())
 
+# Under accelerate/torchrun every rank starts its own Kedro session: only rank 0 tracks (the
+# other ranks would each open a kedro-mlflow run against the same store).
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",) if os.environ.get("RANK", "0") != "0" else ()
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 
 

@@ -339,6 +339,29 @@ def sample_frames(
     return FrameStack(vid, times, frames, {**info, **(meta or {})})
 
 
+def sample_n_frames(path: str | Path, n_frames: int, max_side: int | None = None) -> list[np.ndarray]:
+    """The project's frame sampler for models: ``n_frames`` RGB frames evenly spaced over the
+    video (the frame shown at ``k · duration / n``), display-rotated, longer side <= ``max_side``.
+
+    Built on :func:`sample_frames`: the demux-only :func:`plan_decode` scan gives the duration
+    and picks seek (short GOPs: only the frames near each target are decoded) or one
+    sequential pass; either way only the picked frames are converted to RGB, at the reduced
+    size, never the whole video at full resolution. Raises :class:`InvalidVideo`.
+    """
+    n = int(n_frames)
+    if n <= 0:
+        return []
+    duration = float(plan_decode(path, 1.0).get("duration_s") or 0.0)
+    if duration <= 0:
+        duration = probe_video(path, compute_hash=False).duration_s or 1.0
+    fps = n / duration
+    plan = plan_decode(path, fps)
+    stack = sample_frames(path, fps, max_side, method=plan["method"], duration_s=duration)
+    have = len(stack.frames)
+    picks = sorted({min(have - 1, int(i * have / n)) for i in range(min(n, have))})
+    return [stack.frames[i] for i in picks]
+
+
 def plan_decode(path: str | Path, fps: float) -> dict[str, Any]:
     """Pick ``sequential`` or ``seek`` for sampling ``path`` at ``fps`` from its keyframes.
 

@@ -76,7 +76,8 @@ def build_chat(params: Mapping[str, Any]) -> ChatBackend:
     ``timeout``, ``max_retries``, ``failover_after``, ``cooldown_s``, ...). ``base_url``/``model`` may be left empty and taken from the
     ``EVADS_LLM_BASE_URL`` / ``EVADS_LLM_MODEL`` environment variables.
     ``backend: local`` → :class:`LocalTransformersChat` (``model_dir`` or ``asset``,
-    ``device``, ``precision``, ``vision``). Unknown keys are ignored (callers keep decoding
+    ``device``, ``precision``, ``vision``, ``adapter_dir``: LoRA folder(s), see
+    :mod:`evads_kedro.backends.adapters`). Unknown keys are ignored (callers keep decoding
     parameters in the same mapping).
     """
     params = dict(params)
@@ -119,6 +120,7 @@ def build_chat(params: Mapping[str, Any]) -> ChatBackend:
                 model_id=params.get("model_id"),
                 num_threads=params.get("num_threads"),
                 image_max_side=params.get("image_max_side", 448),
+                adapter_dir=params.get("adapter_dir"),
             )
         else:
             raise ValueError(f"unknown chat backend {kind!r}; use openai or local")

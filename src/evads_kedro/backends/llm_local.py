@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evads_kedro.backends import adapters
 from evads_kedro.backends.llm_base import ChatBackend, ChatError, ChatReply, encode_image
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,10 @@ class LocalTransformersChat(ChatBackend):
 
     def __init__(self, model_dir: str | Path, *, device: str = "auto", precision: str = "auto",
                  vision: str | bool = "auto", model_id: str | None = None,
-                 num_threads: int | None = None, image_max_side: int | None = 448):
-        self.model_dir = Path(model_dir)
+                 num_threads: int | None = None, image_max_side: int | None = 448,
+                 adapter_dir: Any = None):
+        self.model_dir = adapters.resolve_base_dir(Path(model_dir))
+        self.adapter_dirs = adapters.adapter_dirs(adapter_dir)  # LoRA folders merged in order
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{self.model_dir} has no config.json: not a Hugging Face "
                                     "model folder (save_pretrained output expected)")
@@ -87,7 +90,8 @@ class LocalTransformersChat(ChatBackend):
             vision = any((self.model_dir / n).is_file()
                          for n in ("preprocessor_config.json", "processor_config.json"))
         self.supports_images = bool(vision)
-        self.model_id = model_id or f"local:{self.model_dir.name}"
+        fp = adapters.adapter_fingerprint(self.adapter_dirs)
+        self.model_id = model_id or f"local:{self.model_dir.name}" + (f"+lora:{fp}" if fp else "")
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any, str] | None = None
 
@@ -96,7 +100,8 @@ class LocalTransformersChat(ChatBackend):
 
     def describe(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "class": type(self).__name__,
-                "model_dir": str(self.model_dir), "vision": self.supports_images}
+                "model_dir": str(self.model_dir), "vision": self.supports_images,
+                "adapter_dir": [str(d) for d in self.adapter_dirs]}
 
     def _load(self):
         if self._loaded is not None:
@@ -120,6 +125,7 @@ class LocalTransformersChat(ChatBackend):
 
             model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), **kw)
             proc = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        model = adapters.merge_adapters(model, self.adapter_dirs)
         model.to(device).eval()
         self._loaded = (model, proc, device)
         logger.info("loaded %s on %s (%s)", self.model_dir, device, dtype)

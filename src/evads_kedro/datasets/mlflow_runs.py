@@ -41,16 +41,20 @@ class MlflowPerModelRunsDataset(AbstractDataset[dict[str, dict[str, float]],
         parent_run_name: name of the top-level run created when no MLflow run is active.
         experiment_name: experiment for that top-level run (default: MLflow's current one).
         tracking_uri: MLflow tracking URI (default: the globally configured one).
+        children_in_experiment: put the child runs in ``experiment_name`` even under an
+            active run of another experiment (rl_training's variants: ``evads-grpo``).
     """
 
     def __init__(self, kind: str = "evaluation", run_name_prefix: str = "eval:",
                  parent_run_name: str = "evaluation", experiment_name: str | None = None,
-                 tracking_uri: str | None = None, metadata: dict[str, Any] | None = None):
+                 tracking_uri: str | None = None, metadata: dict[str, Any] | None = None,
+                 children_in_experiment: bool = False):
         self._kind = kind
         self._prefix = run_name_prefix
         self._parent_run_name = parent_run_name
         self._experiment_name = experiment_name
         self._tracking_uri = tracking_uri
+        self._children_in_experiment = bool(children_in_experiment and experiment_name)
         self.metadata = metadata
 
     def _client(self):
@@ -86,6 +90,8 @@ class MlflowPerModelRunsDataset(AbstractDataset[dict[str, dict[str, float]],
                                           tags={KIND_TAG: self._kind}).info.run_id
         else:
             exp_id, parent_id = active.info.experiment_id, active.info.run_id
+            if self._children_in_experiment:
+                exp_id = self._experiment_id(client)
         try:
             for model, values in data.items():
                 child = client.create_run(

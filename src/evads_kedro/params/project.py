@@ -11,7 +11,7 @@ from evads_kedro.params.errors import validate
 from evads_kedro.params.evaluation import Evaluation
 from evads_kedro.params.ingestion import Ingestion
 from evads_kedro.params.qa_generation import QaGeneration
-from evads_kedro.params.rl_training import RlTraining, VariantBlock
+from evads_kedro.params.rl_training import RlCompare, RlTraining, VariantBlock
 
 
 class ProjectParams(Block):
@@ -22,6 +22,7 @@ class ProjectParams(Block):
     ingestion: Ingestion | None = None
     qa_generation: QaGeneration | None = None
     rl_training: RlTraining | None = None
+    rl_compare: RlCompare | None = None
     grpo_s: VariantBlock | None = None
     grpo_r3: VariantBlock | None = None
     grpo_r5: VariantBlock | None = None

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from evads_kedro.params.base import Block
+from evads_kedro.params.evaluation import Evaluation, ModelUnderTest
 from evads_kedro.params.judge import Judge
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -44,6 +45,7 @@ class Frames(Block):
     enabled: bool | None = None
     num_frames: PositiveInt | None = None
     max_side: PositiveInt | None = None
+    pixels_per_token: PositiveInt | None = None
 
 
 class Data(Block):
@@ -129,20 +131,13 @@ class Grpo(Trainer):
     scale_rewards: str | None = None
     use_vllm: bool | None = None
     vllm_mode: Literal["colocate", "server"] | None = None
+    vllm_max_model_length: PositiveInt | None = None
+    vllm_gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
     log_completions: bool | None = None
     top_p: float | None = Field(default=None, gt=0, le=1)
     num_iterations: PositiveInt | None = None
     epsilon: PositiveFloat | None = None
     generation_batch_size: PositiveInt | None = None
-
-
-class Heldout(Block):
-    """``rl_training.heldout``: the policy answers the held-out questions."""
-
-    max_new_tokens: PositiveInt | None = None
-    temperature: NonNegativeFloat | None = None
-    seed: int | None = None
-    batch_size: PositiveInt | None = None
 
 
 class Checkpoints(Block):
@@ -175,7 +170,6 @@ class RlTraining(Block):
     grpo: Grpo | None = None
     judge_prompt_path: str | None = None
     judge: Judge | None = None
-    heldout: Heldout | None = None
     checkpoints: Checkpoints | None = None
     mlflow: Mlflow | None = None
 
@@ -192,3 +186,20 @@ class VariantBlock(Block):
     """A ``grpo_<v>`` namespace block."""
 
     variant: Variant | None = None
+
+
+class CompareModel(ModelUnderTest):
+    """``rl_compare.model``: a model under test whose backend lacks its folders (model_dir and
+    adapter_dir come per variant from the catalog; the completed block is checked then)."""
+
+    backend: dict[str, Any] | None = None
+
+
+class RlCompare(Block):
+    """``rl_compare``: base, SFT and every GRPO variant scored by the evaluation pipeline."""
+
+    variants: list[str] | None = None
+    baseline: str | None = None
+    table_metric: Literal["r5", "r3", "s", "mg"] | None = None
+    model: CompareModel | None = None
+    evaluation: Evaluation | None = None  # replaces evaluation's keys of the same name

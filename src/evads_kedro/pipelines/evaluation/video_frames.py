@@ -46,35 +46,12 @@ def _cap(frame: np.ndarray, max_side: int | None) -> np.ndarray:
 
 
 def frames_from_video(path: str | Path, n_frames: int, max_side: int | None) -> list[np.ndarray]:
-    """``n_frames`` RGB frames at evenly spaced times of a video file (PyAV decode)."""
-    import av
+    """``n_frames`` evenly spaced RGB frames of a video file: the project's one frame sampler
+    (:func:`evads_kedro.video.sample_n_frames`: rotation honoured, no full-resolution decode
+    of the whole video)."""
+    from evads_kedro.video import sample_n_frames
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
-        if not duration or duration <= 0:  # unknown length: decode all, then subsample
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-            return [_cap(frames[i], max_side) for i in _even_indices(len(frames), n_frames)]
-        targets = [(i + 0.5) * duration / n_frames for i in range(n_frames)]
-        out: list[np.ndarray] = []
-        k = 0
-        last = None
-        for frame in container.decode(stream):
-            t = float(frame.pts * frame.time_base) if frame.pts is not None else None
-            last = frame
-            while k < len(targets) and t is not None and t >= targets[k]:
-                out.append(_cap(frame.to_ndarray(format="rgb24"), max_side))
-                k += 1
-            if k == len(targets):
-                break
-        while k < len(targets) and last is not None:  # stream shorter than its header says
-            out.append(_cap(last.to_ndarray(format="rgb24"), max_side))
-            k += 1
-        return out
+    return sample_n_frames(path, n_frames, max_side)
 
 
 def frames_from_artefact(path: str | Path, n_frames: int, max_side: int | None) -> list[np.ndarray]:

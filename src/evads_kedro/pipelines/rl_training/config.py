@@ -46,6 +46,8 @@ def plan_device(device: str = "auto", precision: str = "auto") -> DevicePlan:
     """
     dev = resolve_device(device)
     on_cuda = dev.startswith("cuda")
+    if on_cuda:
+        check_single_process_gpus()
     precision = (precision or "auto").lower()
     if precision == "auto":
         precision = "bf16" if on_cuda else "fp32"
@@ -56,6 +58,21 @@ def plan_device(device: str = "auto", precision: str = "auto") -> DevicePlan:
     dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
     return DevicePlan(device=dev, use_cpu=not on_cuda, bf16=precision == "bf16",
                       fp16=precision == "fp16", dtype=dtype)
+
+
+def check_single_process_gpus() -> None:
+    """A plain ``kedro run`` (no accelerate/torchrun: ``WORLD_SIZE`` unset) with several
+    visible GPUs makes both trainers wrap the model in DataParallel, which fails: refuse with
+    the fix (one visible device, or a launcher for data parallelism)."""
+    import os
+
+    import torch
+
+    if os.environ.get("WORLD_SIZE") is None and torch.cuda.device_count() > 1:
+        raise RuntimeError(
+            f"{torch.cuda.device_count()} GPUs are visible to a single-process kedro run; "
+            "select one (CUDA_VISIBLE_DEVICES=0 kedro run --env gpu1 ...) or launch data-"
+            "parallel training with accelerate (docs/rl_training.md)")
 
 
 # ------------------------------------------------------------------------------------ variants
@@ -153,7 +170,8 @@ def sft_config_kwargs(sft: Mapping[str, Any], plan: DevicePlan, output_dir: str,
 
 def grpo_config_kwargs(grpo: Mapping[str, Any], plan: DevicePlan, output_dir: str,
                        variant: Variant, seed: int = 42, run_name: str | None = None,
-                       reward_weights: list[float] | None = None) -> dict[str, Any]:
+                       reward_weights: list[float] | None = None,
+                       max_prompt_tokens: int | None = None) -> dict[str, Any]:
     """``trl.GRPOConfig`` keyword arguments for one variant.
 
     ``reward_weights`` follows the order of :func:`rewards.build_reward_funcs` (format, answer,
@@ -180,9 +198,39 @@ def grpo_config_kwargs(grpo: Mapping[str, Any], plan: DevicePlan, output_dir: st
     })
     if grpo.get("generation_batch_size"):
         kw["generation_batch_size"] = int(grpo["generation_batch_size"])
-    if kw["use_vllm"]:
-        kw["vllm_mode"] = str(grpo.get("vllm_mode", "colocate"))
+    kw.update(vllm_kwargs(grpo, max_prompt_tokens))
     kw.update(dict(grpo.get("trl_args") or {}))
+    return kw
+
+
+def vllm_kwargs(grpo: Mapping[str, Any], max_prompt_tokens: int | None = None) -> dict[str, Any]:
+    """vLLM arguments of ``GRPOConfig``. TRL ignores ``vllm_*`` without ``use_vllm``, so a
+    ``vllm_mode`` (named or in ``trl_args``) without ``use_vllm: true`` is refused. Colocated
+    vLLM gets a bounded context (``vllm_max_model_length``; default prompt + completion budget),
+    since Qwen2.5-VL's 128k / Qwen3-VL's 256k default KV cache does not fit next to training."""
+    trl_args = dict(grpo.get("trl_args") or {})
+    use = bool(trl_args.get("use_vllm", grpo.get("use_vllm", False)))
+    mode = trl_args.get("vllm_mode", grpo.get("vllm_mode"))
+    if not use:
+        if mode:
+            raise ValueError(f"rl_training.grpo.vllm_mode={mode!r} needs "
+                             "rl_training.grpo.use_vllm=true (TRL ignores it otherwise); set "
+                             "use_vllm: true or vllm_mode: null")
+        return {}
+    mode = str(mode or "colocate")
+    if mode not in ("colocate", "server"):
+        raise ValueError(f"rl_training.grpo.vllm_mode={mode!r}: use colocate or server")
+    kw: dict[str, Any] = {"vllm_mode": mode}
+    if mode == "colocate":
+        length = grpo.get("vllm_max_model_length")
+        if length is None and max_prompt_tokens:
+            length = int(max_prompt_tokens) + int(grpo.get("max_completion_length", 512))
+        if length is None:
+            raise ValueError("colocated vLLM needs rl_training.grpo.vllm_max_model_length (prompt "
+                             "+ completion tokens): the model's default context does not fit "
+                             "next to training")
+        kw["vllm_max_model_length"] = int(length)
+        kw["vllm_gpu_memory_utilization"] = float(grpo.get("vllm_gpu_memory_utilization", 0.3))
     return kw
 
 

@@ -16,7 +16,9 @@ evenly spaced frames are attached as an ``images`` list (TRL has no video input)
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,15 +65,21 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
     """(sft, rl, heldout, report). ``count_tokens(text) -> int`` measures prompts; prompts
     longer than ``max_prompt_tokens`` are dropped (TRL no longer truncates prompts)."""
     max_tokens = int(data.get("max_prompt_tokens", 4096))
-    paths = _video_paths(videos) if vision and data.get("frames", {}).get("enabled", True) else {}
-    report: dict[str, Any] = {"vision_model": bool(vision), "max_prompt_tokens": max_tokens}
+    frames = dict(data.get("frames") or {})
+    paths = _video_paths(videos) if vision and frames.get("enabled", True) else {}
+    per_video = image_tokens(frames) if paths else 0
+    report: dict[str, Any] = {"vision_model": bool(vision), "max_prompt_tokens": max_tokens,
+                              "image_tokens_per_video": per_video}
 
     def prompts(df: pd.DataFrame) -> pd.DataFrame:
         df = df.copy()
         df["video_path"] = [paths.get(str(v)) for v in df["video_id"]]
         df["prompt_text"] = [p if vp else strip_video_token(p)
                              for p, vp in zip(df["prompt"], df["video_path"], strict=True)]
-        df["n_prompt_tokens"] = [int(count_tokens(p)) for p in df["prompt_text"]]
+        # the frames' image tokens count too: a prompt that fits as text may not with 8 frames
+        df["n_prompt_tokens"] = [int(count_tokens(p)) + (per_video if vp else 0)
+                                 for p, vp in zip(df["prompt_text"], df["video_path"],
+                                                  strict=True)]
         return df
 
     # --- SFT
@@ -114,6 +122,9 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
     report["dropped_long_prompts"] = dropped
     report["input_mode"] = ("frames+timeline" if any(report[k]["with_frames"] for k in ("sft", "rl"))
                             else "text-only (timeline)")
+    if vision and report["input_mode"].startswith("text-only"):
+        report["warning"] = TEXT_ONLY_WARNING
+        logger.warning("!" * 88 + "\n%s\n" + "!" * 88, TEXT_ONLY_WARNING)
     if not len(out_sft):
         raise ValueError("no SFT examples: released_qa has no rows of split "
                          f"{data.get('sft_split', 'sft')!r} with think+answer under "
@@ -125,27 +136,39 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
 
 
 # -------------------------------------------------------------------------------- frames
+TEXT_ONLY_WARNING = (
+    "TEXT-ONLY TRAINING of a vision-language model: no example has a video file (the released "
+    "splits ship none). The policy sees timelines, never frames. Put the videos under "
+    "<evads_data_dir>/videos and rerun ingestion to train on frames.")
+
+
+def image_tokens(frames: Mapping[str, Any]) -> int:
+    """Upper bound of the image tokens the frames of one example add to its prompt:
+    ``num_frames`` × ceil(max_side / pixels_per_token)² (Qwen2/2.5-VL: 14 px patches merged
+    2×2 = 28 px per token; Qwen3-VL: 32), plus 2 vision start/end tokens per frame."""
+    n = int(frames.get("num_frames", 8))
+    side = math.ceil(int(frames.get("max_side", 448)) / int(frames.get("pixels_per_token", 28)))
+    return n * (side * side + 2)
+
+
 def sample_frames(video_path: str, num_frames: int, max_side: int) -> list:
-    """``num_frames`` evenly spaced RGB frames (PIL) of a video, longer side ≤ ``max_side``."""
-    import av
+    """``num_frames`` evenly spaced RGB frames (PIL) of a video, longer side ≤ ``max_side``,
+    from the project's one frame sampler (:func:`evads_kedro.video.sample_n_frames`: rotation
+    honoured, no full-resolution decode of the whole video), once per video and process (the
+    five questions of a video share it)."""
+    return list(_frames_cached(str(video_path), int(num_frames), int(max_side)))
+
+
+@functools.lru_cache(maxsize=64)
+def _frames_cached(video_path: str, num_frames: int, max_side: int) -> tuple:
     from PIL import Image
 
-    with av.open(video_path) as container:
-        stream = container.streams.video[0]
-        frames = [f.to_image() for f in container.decode(stream)]
+    from evads_kedro.video import sample_n_frames
+
+    frames = sample_n_frames(video_path, num_frames, max_side)
     if not frames:
         raise ValueError(f"{video_path}: no decodable video frames")
-    n = min(int(num_frames), len(frames))
-    picks = [frames[round(i * (len(frames) - 1) / max(n - 1, 1))] for i in range(n)]
-    out = []
-    for img in picks:
-        img = img.convert("RGB")
-        if max(img.size) > max_side:
-            s = max_side / max(img.size)
-            img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))),
-                             Image.BILINEAR)
-        out.append(img)
-    return out
+    return tuple(Image.fromarray(f) for f in frames)
 
 
 def user_turn(prompt_text: str, n_images: int) -> dict[str, Any]:

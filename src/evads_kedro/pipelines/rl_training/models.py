@@ -218,11 +218,16 @@ def base_info(folder: str | Path) -> dict[str, Any]:
 
 
 def load_processing_class(info: Mapping[str, Any]):
-    """Processor for a vision-language base, tokenizer (left padding for generation) else."""
+    """Processor for a vision-language base, tokenizer else; both pad on the left. GRPO
+    left-pads prompt ids and joins the processor's ``mm_token_type_ids`` to them: a right-
+    padding Qwen VL processor misaligns them once a batch holds prompts of different lengths
+    (trl#5785)."""
     if info.get("vision"):
         from transformers import AutoProcessor
 
-        return AutoProcessor.from_pretrained(info["path"])
+        proc = AutoProcessor.from_pretrained(info["path"], padding_side="left")
+        proc.tokenizer.padding_side = "left"
+        return proc
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(info["path"])

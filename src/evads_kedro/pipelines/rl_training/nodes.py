@@ -11,8 +11,10 @@ the last complete checkpoint of a killed run, save the adapter, and return, in t
   final metrics, the adapter as an artifact; first, so the adapter's scratch folder still
   exists when it is logged),
 * the adapter folder (``FolderDataset``), and
-* a summary (JSON: steps, losses, rewards, held-out scores, wall times, the step the run
-  resumed from, the per-step metric history).
+* a summary (JSON: steps, losses, rewards, wall times, the step the run resumed from, the
+  per-step metric history).
+
+The variants are scored afterwards by the evaluation pipeline (``compare.py``).
 
 Nodes never import MLflow (docs/dev/CONTRACTS.md): TRL's own MLflow callback is off
 (``report_to: []``) and the history it would have logged goes out through that dataset.
@@ -80,7 +82,6 @@ class StageResult:
     resumed_from_step: int
     history: list[dict[str, float]]
     train_s: float
-    after: Any = None  # what ``after_train`` returned
 
 
 def checkpoint_args(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,16 +120,14 @@ def file_digest(folder: str | Path) -> str:
 
 
 def run_stage(stage: str, params: Mapping[str, Any], fingerprint: Mapping[str, Any],
-              make_trainer: Callable[[dict[str, Any]], Any], processing_class,
-              after_train: Callable[[Any], Any] | None = None) -> StageResult:
+              make_trainer: Callable[[dict[str, Any]], Any], processing_class) -> StageResult:
     """The training skeleton shared by SFT and GRPO.
 
     ``make_trainer(extra_args)`` builds the trainer with ``extra_args`` (``output_dir`` = the
     stage's checkpoint folder and the checkpoint arguments) merged into its config. Resumes
     from the last complete checkpoint when one of the same run (``fingerprint``) exists; on
-    success saves the adapter (+ processor) into a scratch folder, runs ``after_train(trainer)``
-    (GRPO's held-out evaluation) and only then removes the checkpoints, so a kill during that
-    evaluation does not cost the training.
+    success saves the adapter (+ processor) into a scratch folder and only then removes the
+    checkpoints.
     """
     root = (params.get("checkpoints") or {}).get("root") or checkpoints.DEFAULT_ROOT
     folder = checkpoints.stage_dir(root, stage)
@@ -142,15 +141,13 @@ def run_stage(stage: str, params: Mapping[str, Any], fingerprint: Mapping[str, A
     out = scratch_dir(f"{stage}-adapter")
     trainer.save_model(str(out))
     processing_class.save_pretrained(str(out))
-    after = after_train(trainer) if after_train is not None else None
     if is_main_process():
         checkpoints.clear(folder)
     loss = getattr(result, "training_loss", None)
     return StageResult(adapter=str(out), steps=int(result.global_step),
                        train_loss=float(loss) if loss is not None else None,
                        resumed_from_step=resumed_step,
-                       history=step_history(trainer.state.log_history), train_s=train_s,
-                       after=after)
+                       history=step_history(trainer.state.log_history), train_s=train_s)
 
 
 def stage_run(params: Mapping[str, Any], stage: str, *, tags: Mapping[str, str],
@@ -259,11 +256,10 @@ def train_sft(sft_examples: pd.DataFrame, base_model: str, params: dict[str, Any
     return run, res.adapter, summary
 
 
-def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_model: str,
-               sft_adapter: str, judgement_cache, params: dict[str, Any],
-               variant_params: dict[str, Any]):
-    """Stage 2: GRPO from the SFT policy (merged SFT LoRA + a fresh LoRA) for one variant,
-    then held-out answers judged by the same judge.
+def train_grpo(rl_examples: pd.DataFrame, base_model: str, sft_adapter: str, judgement_cache,
+               params: dict[str, Any], variant_params: dict[str, Any]):
+    """Stage 2: GRPO from the SFT policy (merged SFT LoRA + a fresh LoRA) for one variant.
+    The variants are scored afterwards by the evaluation pipeline (``compare.py``).
 
     Returns (stage-run record, adapter folder, summary)."""
     from trl import GRPOTrainer
@@ -289,7 +285,9 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
 
     def make_trainer(extra: dict[str, Any]):
         kw = cfg.grpo_config_kwargs(grpo, plan, extra["output_dir"], variant, seed,
-                                    run_name=stage, reward_weights=weights)
+                                    run_name=stage, reward_weights=weights,
+                                    max_prompt_tokens=(params.get("data") or {}).get(
+                                        "max_prompt_tokens"))
         kw.update({k: v for k, v in extra.items() if k not in (grpo.get("trl_args") or {})})
         return GRPOTrainer(model=policy, reward_funcs=funcs, args=cfg.build_grpo_config(**kw),
                            train_dataset=dataset, processing_class=proc,
@@ -301,13 +299,7 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
                    "judge": [judge.model_id, judge.template_hash],
                    "examples": sorted(map(str, rl_examples["question_id"]))
                    if "question_id" in rl_examples else len(rl_examples)}
-    def heldout_scores(trainer) -> tuple[dict[str, Any], float]:
-        t_eval = time.perf_counter()
-        scores = evaluate_heldout(trainer.model, proc, heldout_examples, judge, params)
-        return scores, time.perf_counter() - t_eval
-
-    res = run_stage(stage, params, fingerprint, make_trainer, proc, after_train=heldout_scores)
-    heldout, eval_s = res.after
+    res = run_stage(stage, params, fingerprint, make_trainer, proc)
     rewarded = [h for h in res.history if "reward" in h]
     summary = {
         "stage": "grpo", "variant": variant.name, "kind": variant.kind,
@@ -317,10 +309,10 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
         "steps": res.steps, "examples": len(dataset), "resumed_from_step": res.resumed_from_step,
         "final_reward": rewarded[-1]["reward"] if rewarded else None,
         "reward_curve": [h["reward"] for h in rewarded],
-        "heldout": heldout, "judge": {"model_id": judge.model_id, **dict(judge.stats)},
+        "judge": {"model_id": judge.model_id, **dict(judge.stats)},
         "device": cfg.describe(plan),
         "wall_s": round(time.perf_counter() - t0, 2), "train_s": round(res.train_s, 2),
-        "heldout_s": round(eval_s, 2), "history": res.history,
+        "history": res.history,
     }
     tags = {"evads.stage": "grpo", "evads.variant": variant.name, "evads.kind": variant.kind}
     run = stage_run(
@@ -333,177 +325,10 @@ def train_grpo(rl_examples: pd.DataFrame, heldout_examples: pd.DataFrame, base_m
                     "judge": judge.model_id, "judge_template_hash": judge.template_hash[:16],
                     "device": cfg.describe(plan), "lora": lora, "examples": len(dataset),
                     "grpo": grpo},
-        metrics={**{f"heldout.{k}": v for k, v in heldout.items() if v is not None},
-                 "evads.train_wall_s": res.train_s, "evads.heldout_wall_s": eval_s,
+        metrics={"evads.train_wall_s": res.train_s,
                  "evads.resumed_from_step": res.resumed_from_step,
                  **{f"judge.{k}": v for k, v in judge.stats.items()}},
         history=res.history, adapter=res.adapter)
-    logger.info("GRPO %s done in %.1fs: final reward %s, held-out %s", variant.name,
-                summary["wall_s"], summary["final_reward"], heldout)
+    logger.info("GRPO %s done in %.1fs: final reward %s", variant.name, summary["wall_s"],
+                summary["final_reward"])
     return run, res.adapter, summary
-
-
-# -------------------------------------------------------------------------------- held-out
-def generate(model, processing_class, records: list[dict[str, Any]], *, max_new_tokens: int,
-             temperature: float, seed: int, batch_size: int = 8) -> list[str]:
-    """Completions of the policy for conversational prompts (images used when present)."""
-    import torch
-
-    tok = models.tokenizer_of(processing_class)
-    device = next(model.parameters()).device
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    gen: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": pad,
-                           "use_cache": True}
-    if temperature and temperature > 0:
-        gen.update(do_sample=True, temperature=float(temperature), top_p=1.0, top_k=0)
-    else:
-        gen.update(do_sample=False)
-    texts: list[str] = []
-    was_training = model.training
-    model.eval()
-    torch.manual_seed(int(seed))
-    old_side = getattr(tok, "padding_side", "right")
-    tok.padding_side = "left"
-    try:
-        for i in range(0, len(records), batch_size):
-            batch = records[i:i + batch_size]
-            prompts = [processing_class.apply_chat_template(r["prompt"], tokenize=False,
-                                                            add_generation_prompt=True)
-                       for r in batch]
-            if any(r.get("images") for r in batch):
-                enc = processing_class(text=prompts, images=[r["images"] for r in batch],
-                                       return_tensors="pt", padding=True)
-            else:
-                enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            with torch.inference_mode():
-                ids = model.generate(**enc, **gen)
-            n_in = enc["input_ids"].shape[1]
-            texts += tok.batch_decode(ids[:, n_in:], skip_special_tokens=True)
-    finally:
-        tok.padding_side = old_side
-        model.train(was_training)
-    return texts
-
-
-def evaluate_heldout(model, processing_class, heldout: pd.DataFrame, judge,
-                     params: Mapping[str, Any]) -> dict[str, Any]:
-    """Answer the held-out questions and judge the answers (same judge, same cache):
-    mean S / R3 / R5 / MG over judged items, format rate, counts of failed judgements."""
-    from evads_kedro.calls.runner import run_sync
-    from evads_kedro.pipelines.rl_training.judge import JudgeItem
-    from evads_kedro.scoring import SCORE_KINDS, format_reward, score, split_completion
-
-    if heldout is None or not len(heldout) or not is_main_process():
-        return {"n": 0}
-    h = dict(params.get("heldout") or {})
-    grpo = params.get("grpo") or {}
-    records = rl_data.rl_records(heldout, (params.get("data") or {}).get("frames") or {})
-    outputs = generate(model, processing_class, records,
-                       max_new_tokens=int(h.get("max_new_tokens",
-                                                grpo.get("max_completion_length", 512))),
-                       temperature=float(h.get("temperature", 0.0)),
-                       seed=int(h.get("seed", 0)), batch_size=int(h.get("batch_size", 8)))
-    items = [JudgeItem(question_id=r["question_id"], question=r["question"],
-                       metadata=r["timeline_full"], clues=r["clues"],
-                       reference=r["reference_answer"], output=split_completion(o).answer)
-             for r, o in zip(records, outputs, strict=True)]
-    r5s = run_sync(judge.judge_batch("answer", items))
-    ok = [r for r in r5s if r is not None]
-    res: dict[str, Any] = {"n": len(items), "judged": len(ok), "failed": len(items) - len(ok),
-                           "format": sum(format_reward(o) for o in outputs) / len(outputs),
-                           "mean_chars": sum(len(o) for o in outputs) / len(outputs)}
-    for k in SCORE_KINDS:
-        res[k] = sum(score(r, k) for r in ok) / len(ok) if ok else None
-    return res
-
-
-# ------------------------------------------------------------------------------ comparison
-def compare_variants(base_info: dict, sft_summary: dict, *summaries_and_params):
-    """Reward curves (per variant, from each summary's per-step history) and final held-out
-    scores. Returns (figure, scores table, markdown with the wall time of every stage)."""
-    *summaries, params = summaries_and_params
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, curves = _variant_rows(summaries)
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
-    panels = (("reward", "total reward (each variant's own objective)"),
-              ("judge/answer_mg", "answer G on the MG scale (comparable)"),
-              ("rewards/format/mean", "format reward R_fmt"))
-    for ax, (metric, title) in zip(axes.flat[:3], panels, strict=True):
-        for name, hist in curves.items():
-            pts = hist.get(metric) or []
-            if pts:
-                ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", ms=3, label=name)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("GRPO step")
-        ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
-    table = pd.DataFrame(rows)
-    ax = axes.flat[3]
-    if len(table):
-        kinds = ["s", "r3", "r5", "mg"]
-        width = 0.8 / len(kinds)
-        for j, k in enumerate(kinds):
-            vals = pd.to_numeric(table[f"heldout_{k}"], errors="coerce").fillna(0.0)
-            ax.bar([i + j * width for i in range(len(table))], vals, width=width,
-                   label=k.upper())
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(table))])
-        ax.set_xticklabels(table["variant"], rotation=15)
-        ax.legend(fontsize=8)
-    ax.set_title("held-out answers, judged (mean score)", fontsize=10)
-    ax.set_ylim(0, 1)
-    smoke = bool((params.get("judge") or {}).get("smoke_test"))
-    fig.suptitle("E-VAds MG-GRPO reward variants" + (" — SMOKE judge, scores mean nothing"
-                                                    if smoke else ""))
-    fig.tight_layout()
-    md = _markdown(table, base_info, sft_summary, summaries, smoke)
-    logger.info("\n%s", md)
-    return fig, table, md
-
-
-def _variant_rows(summaries) -> tuple[list[dict[str, Any]], dict[str, dict]]:
-    rows: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    order = {v: i for i, v in enumerate(("s", "r3", "r5", "mg", "mg_no_trace"))}
-    grpo = [s for s in summaries if s and s.get("stage") == "grpo"]
-    for s in sorted(grpo, key=lambda s: order.get(s["variant"], 99)):
-        hist = s.get("history") or [{"step": i, "reward": r}
-                                    for i, r in enumerate(s.get("reward_curve") or [], start=1)]
-        curves[s["variant"]] = {
-            m: [(int(h["step"]), float(h[m])) for h in hist if m in h]
-            for m in ("reward", "judge/answer_mg", "rewards/format/mean", "kl",
-                      "completions/mean_length")}
-        row = {"variant": s["variant"], "kind": s["kind"], "steps": s["steps"],
-               "final_reward": s.get("final_reward"),
-               "resumed_from_step": s.get("resumed_from_step", 0), "wall_s": s.get("wall_s")}
-        for k in ("s", "r3", "r5", "mg", "format", "n", "failed"):
-            row[f"heldout_{k}"] = (s.get("heldout") or {}).get(k)
-        rows.append(row)
-    return rows, curves
-
-
-def _markdown(table: pd.DataFrame, base_info, sft_summary, summaries, smoke: bool) -> str:
-    def f(x, nd=3):
-        return "—" if x is None or (isinstance(x, float) and pd.isna(x)) else f"{x:.{nd}f}"
-
-    lines = ["## rl_training" + (" (smoke judge: scores mean nothing)" if smoke else ""), "",
-             "| variant | steps | final reward | held-out S | R3 | R5 | MG | format | wall s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in table.to_dict("records"):
-        lines.append(f"| {r['variant']} | {r['steps']} | {f(r['final_reward'])} | "
-                     f"{f(r.get('heldout_s'))} | {f(r.get('heldout_r3'))} | "
-                     f"{f(r.get('heldout_r5'))} | {f(r.get('heldout_mg'))} | "
-                     f"{f(r.get('heldout_format'))} | {f(r.get('wall_s'), 1)} |")
-    lines += ["", "| stage | wall s |", "|---|---|"]
-    stages = [("base model", (base_info or {}).get("wall_s")),
-              ("sft", (sft_summary or {}).get("wall_s"))]
-    stages += [(f"grpo_{s['variant']}", s.get("wall_s")) for s in summaries if s]
-    for name, w in stages:
-        lines.append(f"| {name} | {f(w, 1)} |")
-    total = sum(float(w or 0) for _, w in stages)
-    lines.append(f"| **total (without data prep / start-up)** | {total:.1f} |")
-    return "\n".join(lines) + "\n"
