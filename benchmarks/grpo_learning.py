@@ -112,7 +112,7 @@ def run_grpo(work: Path) -> dict:
     params = json.loads((work / "params.json").read_text())
     rl = pd.read_parquet(work / "rl.parquet")
     _, adapter, summary = nodes.train_grpo(
-        rl, rl.head(0), str(work / "base"), str(work / "sft"),
+        rl, str(work / "base"), str(work / "sft"),
         JsonlCache(work / "judgements.jsonl"), params, {"name": "mg", "kind": "mg"})
     summary["adapter"] = adapter
     return summary

@@ -47,12 +47,12 @@ def test_grpo_moves_the_adapter_sees_reward_spread_and_resumes(tmp_path, monkeyp
         _, sft, _ = nodes.train_sft(sft_rows, base, params)
         cache = JsonlCache(tmp_path / "judgements.jsonl")
         monkeypatch.setattr(checkpoints, "clear", lambda folder: None)  # keep them to resume
-        run, adapter, summary = nodes.train_grpo(rl, rl.head(0), base, sft, cache, params,
+        run, adapter, summary = nodes.train_grpo(rl, base, sft, cache, params,
                                                  {"name": "mg", "kind": "mg"})
         # as if killed during step 3: checkpoint-3 never completed, checkpoint-2 did
         folder = checkpoints.stage_dir(tmp_path / "ck", "grpo_mg")
         (folder / "checkpoint-3" / "trainer_state.json").unlink()
-        _, adapter2, again = nodes.train_grpo(rl, rl.head(0), base, sft, cache, params,
+        _, adapter2, again = nodes.train_grpo(rl, base, sft, cache, params,
                                               {"name": "mg", "kind": "mg"})
 
     assert summary["steps"] == 3 and summary["resumed_from_step"] == 0
