@@ -78,3 +78,29 @@ def _isolate_mlflow_globals():
         mlflow.end_run()
     fluent._active_experiment_id = None
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+
+
+# ----------------------------------------------- pytest-xdist: one reliability table
+# The controller collects nothing, so tests/reliability/conftest.py is never loaded there: the
+# workers send their outcomes (``workeroutput``) and the table is drawn here, once.
+_XDIST_OUTCOMES: dict = {}
+_XDIST_EXPECTED: list = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    text = getattr(node, "workeroutput", {}).get("evads_reliability")
+    if text:
+        from reliability.rel_table import merge_json
+
+        merge_json(text, _XDIST_OUTCOMES, _XDIST_EXPECTED)
+
+
+def pytest_unconfigure(config) -> None:
+    if _XDIST_OUTCOMES or _XDIST_EXPECTED:
+        import sys
+
+        from reliability.rel_table import report_lines
+
+        sys.stdout.write("\n".join(report_lines(_XDIST_OUTCOMES, _XDIST_EXPECTED)) + "\n")
+        sys.stdout.flush()

@@ -76,3 +76,28 @@ def report_lines(outcomes: Mapping[tuple[str, str], KindOutcome],
     lines.append("-" * len(head))
     lines.append(json.dumps(total))
     return lines
+
+
+# ------------------------------------------------------------------ pytest-xdist hand-over
+def to_json(outcomes: Mapping[tuple[str, str], KindOutcome],
+            expected: Iterable[tuple[str, str]]) -> str:
+    """A worker's raw outcomes and expected kinds, for the controller (``workeroutput``)."""
+    return json.dumps({"outcomes": [[k, p, o.pipeline, o.tried, o.handled, o.lost]
+                                    for (k, p), o in outcomes.items()],
+                       "expected": [list(e) for e in expected]})
+
+
+def merge_json(text: str, outcomes: OrderedDict[tuple[str, str], KindOutcome],
+               expected: list[tuple[str, str]]) -> None:
+    """Add one worker's :func:`to_json` into the controller's ``outcomes`` / ``expected``.
+    Raw counts add up first; expected kinds no worker recorded become rows only when the
+    table is drawn (:func:`merged`), so a kind another worker ran is never marked missing."""
+    data = json.loads(text)
+    for kind, pipeline, label, tried, handled, lost in data["outcomes"]:
+        o = outcomes.setdefault((kind, pipeline), KindOutcome(label))
+        o.tried += tried
+        o.handled += handled
+        o.lost += lost
+    for kind, pipeline in data["expected"]:
+        if (kind, pipeline) not in expected:
+            expected.append((kind, pipeline))
