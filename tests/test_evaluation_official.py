@@ -236,3 +236,15 @@ def test_given_labels_replace_the_classifier_and_its_accuracy_is_reported(tmp_pa
     assert g["unknown_spellings"] == {"Mystery Task": 1}
     assert 0.0 <= g["classifier_accuracy_vs_given"] <= 1.0
     assert g["classifier_accuracy_n"] == 9
+
+
+def test_a_question_id_in_both_released_and_test_rows_keeps_the_test_row(tmp_path):
+    from evaluation_data import make_qa, make_videos
+
+    test = official_test_frame(n_videos=1)
+    qa = make_qa([["1"] * 5])
+    qa.loc[0, "question_id"] = test.loc[0, "ques_id"]
+    src, _, _, _ = nodes.build_evaluation_source(qa, make_videos(qa), test,
+                                                 {"video_roots": [str(tmp_path)]})
+    assert src["question_id"].is_unique and len(src) == 9
+    assert src.set_index("question_id").loc[test.loc[0, "ques_id"], "split"] == "test"
