@@ -248,3 +248,30 @@ def test_a_question_id_in_both_released_and_test_rows_keeps_the_test_row(tmp_pat
                                                  {"video_roots": [str(tmp_path)]})
     assert src["question_id"].is_unique and len(src) == 9
     assert src.set_index("question_id").loc[test.loc[0, "ques_id"], "split"] == "test"
+
+
+def test_video_part_and_processor_kwargs(tmp_path):
+    from evads_kedro.backends import video_parts
+
+    clip = tmp_path / "a.MOV"
+    clip.write_bytes(b"\x00\x01video")
+    part = video_parts.video_url_part(clip)
+    assert part == {"type": "video_url",
+                    "video_url": {"url": "data:video/quicktime;base64,AAF2aWRlbw=="}}
+    msgs = video_parts.with_video([{"role": "system", "content": "s"},
+                                   {"role": "user", "content": "question"}], part)
+    assert msgs[1]["content"] == [part, {"type": "text", "text": "question"}]
+    assert msgs[0]["content"] == "s"
+    kw = video_parts.processor_kwargs({"fps": 1.0, "total_pixels": None})
+    assert kw == {"fps": 1.0, "max_frames": 768, "max_pixels": 768 * 28 * 28}
+    assert video_parts.video_identity(clip)["sha256"] != video_parts.video_identity(
+        tmp_path.joinpath("b.mp4") if tmp_path.joinpath("b.mp4").write_bytes(b"other") else
+        clip)["sha256"]
+
+
+def test_native_video_needs_an_endpoint():
+    params = {"models_under_test": {"m": {"video": "native", "backend": {
+        "backend": "local", "asset": "smollm2"}}}, "generation": {}}
+    qs = pd.DataFrame(columns=nodes.QUESTION_COLUMNS)
+    with pytest.raises(ValueError, match="video: native"):
+        nodes._answer_jobs(qs, params)
