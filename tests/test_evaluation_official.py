@@ -127,6 +127,8 @@ def test_models_by_name_override_enabled_flags():
     assert list(nodes._enabled_models({"models_under_test": table, "models": ["a"]})) == ["a"]
     assert list(nodes._enabled_models({"models_under_test": table, "models": "[c,a]"})) == \
         ["c", "a"]
+    assert list(nodes._enabled_models({"models_under_test": table, "models": ["a;c"]})) == \
+        ["a", "c"]  # what kedro's --params makes of evaluation.models=[a;c]
     with pytest.raises(ValueError, match=r"\['zz'\]"):
         nodes._enabled_models({"models_under_test": table, "models": ["zz"]})
 
