@@ -72,7 +72,7 @@ def official_test_frame(n_videos: int = 2, rl: pd.DataFrame | None = None) -> pd
     from evads_kedro.pipelines.ingestion.released import import_splits
 
     if rl is None:
-        rows = [rl_row(video=f"../videos/vid{v}.mp4", qid=f"ques_{v:016x}{q:016x}",
+        rows = [rl_row(video=f"../videos/vid{v}.mp4", qid=f"ques_{0xe5a0 + v:016x}{q:016x}",
                        question=f"问题{v}-{q}：谁是目标人群？")
                 for v in range(n_videos) for q in range(5)]
         rl = frame(rows)

@@ -127,6 +127,8 @@ def test_models_by_name_override_enabled_flags():
     assert list(nodes._enabled_models({"models_under_test": table, "models": ["a"]})) == ["a"]
     assert list(nodes._enabled_models({"models_under_test": table, "models": "[c,a]"})) == \
         ["c", "a"]
+    assert list(nodes._enabled_models({"models_under_test": table, "models": ["a;c"]})) == \
+        ["a", "c"]  # what kedro's --params makes of evaluation.models=[a;c]
     with pytest.raises(ValueError, match=r"\['zz'\]"):
         nodes._enabled_models({"models_under_test": table, "models": ["zz"]})
 
@@ -236,3 +238,42 @@ def test_given_labels_replace_the_classifier_and_its_accuracy_is_reported(tmp_pa
     assert g["unknown_spellings"] == {"Mystery Task": 1}
     assert 0.0 <= g["classifier_accuracy_vs_given"] <= 1.0
     assert g["classifier_accuracy_n"] == 9
+
+
+def test_a_question_id_in_both_released_and_test_rows_keeps_the_test_row(tmp_path):
+    from evaluation_data import make_qa, make_videos
+
+    test = official_test_frame(n_videos=1)
+    qa = make_qa([["1"] * 5])
+    qa.loc[0, "question_id"] = test.loc[0, "ques_id"]
+    src, _, _, _ = nodes.build_evaluation_source(qa, make_videos(qa), test,
+                                                 {"video_roots": [str(tmp_path)]})
+    assert src["question_id"].is_unique and len(src) == 9
+    assert src.set_index("question_id").loc[test.loc[0, "ques_id"], "split"] == "test"
+
+
+def test_video_part_and_processor_kwargs(tmp_path):
+    from evads_kedro.backends import video_parts
+
+    clip = tmp_path / "a.MOV"
+    clip.write_bytes(b"\x00\x01video")
+    part = video_parts.video_url_part(clip)
+    assert part == {"type": "video_url",
+                    "video_url": {"url": "data:video/quicktime;base64,AAF2aWRlbw=="}}
+    msgs = video_parts.with_video([{"role": "system", "content": "s"},
+                                   {"role": "user", "content": "question"}], part)
+    assert msgs[1]["content"] == [part, {"type": "text", "text": "question"}]
+    assert msgs[0]["content"] == "s"
+    kw = video_parts.processor_kwargs({"fps": 1.0, "total_pixels": None})
+    assert kw == {"fps": 1.0, "max_frames": 768, "max_pixels": 768 * 28 * 28}
+    assert video_parts.video_identity(clip)["sha256"] != video_parts.video_identity(
+        tmp_path.joinpath("b.mp4") if tmp_path.joinpath("b.mp4").write_bytes(b"other") else
+        clip)["sha256"]
+
+
+def test_native_video_needs_an_endpoint():
+    params = {"models_under_test": {"m": {"video": "native", "backend": {
+        "backend": "local", "asset": "smollm2"}}}, "generation": {}}
+    qs = pd.DataFrame(columns=nodes.QUESTION_COLUMNS)
+    with pytest.raises(ValueError, match="video: native"):
+        nodes._answer_jobs(qs, params)

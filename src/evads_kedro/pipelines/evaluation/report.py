@@ -203,6 +203,7 @@ def markdown_report(board: pd.DataFrame, table: pd.DataFrame, *, judge: dict[str
               "- `invalid`: the judge never produced a legal `Answer: <score>` within the retry "
               "budget; `failed`: a generation or judge call failed after retries (or the "
               "answer it depends on failed). Both are excluded from the means and counted here.",
+              *_given_note(task_report),
               f"- Task labels: {_classifier_name(task_report)} "
               f"(raw labels form a per-video permutation of the 5 tasks for "
               f"{_fmt(task_report.get('permutation_rate'))} of videos; "
@@ -229,12 +230,32 @@ def metrics(table: pd.DataFrame, task_report: dict[str, Any]) -> dict[str, dict[
         out["task_classifier.permutation_rate"] = {"value": float(rate), "step": 0}
     for sample, r in (task_report.get("reference") or {}).items():
         out[f"task_classifier.{sample}.accuracy"] = {"value": float(r["accuracy"]), "step": 0}
+    given = task_report.get("given_labels") or {}
+    if given.get("classifier_accuracy_vs_given") is not None:
+        out["task_classifier.accuracy_vs_given"] = {
+            "value": float(given["classifier_accuracy_vs_given"]), "step": 0}
     llm = task_report.get("llm") or {}
     if llm.get("labelled") is not None:
         n = llm["labelled"] + llm["fallback_to_rules"]
         out["task_classifier.llm_label_rate"] = {"value": llm["labelled"] / n if n else 0.0,
                                                  "step": 0}
     return out
+
+
+def _given_note(task_report: dict[str, Any]) -> list[str]:
+    """Report lines on the split's own task labels (``ques_categories``), when it has them."""
+    g = task_report.get("given_labels") or {}
+    if not g.get("n_given"):
+        return []
+    line = (f"- Task labels of {g['n_given']} questions are the split's own `ques_categories` "
+            f"({g['n_mapped']} mapped to a task)")
+    if g.get("classifier_accuracy_vs_given") is not None:
+        line += (f"; the rule classifier agrees with them on "
+                 f"{_fmt(g['classifier_accuracy_vs_given'])} of {g['classifier_accuracy_n']}")
+    if g.get("unknown_spellings"):
+        line += "; unknown spellings kept as given: " + ", ".join(
+            f"`{k}` ×{v}" for k, v in g["unknown_spellings"].items())
+    return [line + "."]
 
 
 def _classifier_name(task_report: dict[str, Any]) -> str:
