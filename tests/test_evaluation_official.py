@@ -90,9 +90,11 @@ def test_official_answer_prompt_and_judge_prompt_are_the_official_text(evads_dat
     assert render(t, timeline="Voiceover: X", question="Q?") == (
         "Voiceover: X\n\nBy watching the video, you are required to answer a question within "
         "50 words: Question: Q?")
-    ours = load_template(proto.PROTOCOLS["official"]["judge_prompt_path"], JUDGE_FIELDS)
-    release = (evads_data_dir / "official_judge_prompt.txt").read_text(encoding="utf-8")
-    assert ours == release.removesuffix("\n")
+    release = evads_data_dir / "official_judge_prompt.txt"
+    path = proto.judge_prompt_path({"official_judge_prompt_path": str(release)})
+    assert path == str(release)  # read in place: the repo carries no copy
+    ours = load_template(path, JUDGE_FIELDS)
+    assert ours == release.read_text(encoding="utf-8").removesuffix("\n")
 
 
 def test_protocol_defaults_and_explicit_overrides():
@@ -104,7 +106,9 @@ def test_protocol_defaults_and_explicit_overrides():
     assert s["prompt_path"].endswith("answer.txt") and s["video"] == "frames"
     s = nodes._model_settings({"backend": {"backend": "local"}, "max_tokens": 8}, gen, {})
     assert s["video"] == "none" and s["max_tokens"] == 8
-    assert proto.judge_prompt_path({}).endswith("judge_official.txt")
+    with pytest.raises(FileNotFoundError, match="evads_data_dir"):
+        proto.judge_prompt_path({"official_judge_prompt_path": "/nowhere/x.txt"})
+    assert proto.judge_prompt_path({"protocol": "ours"}).endswith("judge.txt")
     assert proto.judge_prompt_path({"judge_prompt_path": "x.txt"}) == "x.txt"
     with pytest.raises(ValueError, match="'official'"):
         proto.protocol_name({"protocol": "paper"})

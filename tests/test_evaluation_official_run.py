@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,7 @@ def test_kedro_run_official_test_split_native_video_loopback(kedro_project, evad
     for i, vid in enumerate(vids[:2]):  # the third video's file is missing
         _tiny_mp4(data_dir / "videos" / f"{vid}.mp4", i)
     test.to_parquet(data_dir / "EVAds_TEST.parquet")
+    shutil.copy(evads_data_dir / "official_judge_prompt.txt", data_dir)  # as in a release folder
     # a user who ran `kedro run --pipeline ingestion` has the released tables
     imp = import_splits([("rl", rl.head(10))], data_dir / "videos")
     (kedro_project / "data/02_intermediate/released").mkdir(parents=True, exist_ok=True)

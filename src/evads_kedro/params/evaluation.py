@@ -116,6 +116,7 @@ class Evaluation(Block):
     generation: Generation | None = None
     models_under_test: dict[str, ModelUnderTest | None] | None = None
     judge_prompt_path: str | None = None
+    official_judge_prompt_path: str | None = None
     judge: Judge | None = None
     judge_probes: JudgeProbes | None = None
     report: Report | None = None

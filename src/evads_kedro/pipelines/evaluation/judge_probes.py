@@ -37,6 +37,7 @@ from evads_kedro.calls.cache import JsonlCache, stable_hash, text_hash
 from evads_kedro.calls.judge import judge_call, judge_settings
 from evads_kedro.calls.runner import Job, run_jobs, run_sync
 from evads_kedro.calls.templates import JUDGE_FIELDS, load_template, render, resolve_path
+from evads_kedro.pipelines.evaluation import protocol as proto
 from evads_kedro.scoring import R5_VALUES
 
 logger = logging.getLogger(__name__)
@@ -302,14 +303,15 @@ def configured_judges(evaluation: Mapping[str, Any]) -> dict[str, dict[str, Any]
     """``{"judge": the evaluation judge, **judge_probes.judges}`` as judge settings; each extra
     judge is a judge block (``backend``, ``constrained``, ...) on the evaluation judge prompt."""
     settings = dict(evaluation.get("judge_probes") or {})
-    path = evaluation.get("judge_prompt_path")
+    evaluation = proto.with_judge_prompt(evaluation)  # the protocol's prompt when not set
+    path = evaluation["judge_prompt_path"]
     judges = {"judge": judge_settings(evaluation)}
     for name, block in (settings.get("judges") or {}).items():
         judges[str(name)] = judge_settings({"judge_prompt_path": path, "judge": dict(block)})
     return judges
 
 
-def judge_check(released_qa: pd.DataFrame, cache: JsonlCache, evaluation: dict[str, Any]
+def judge_check(source_qa: pd.DataFrame, cache: JsonlCache, evaluation: dict[str, Any]
                 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, dict[str, float]]]:
     """Kedro node: probe scores (one row per judge, variant and probe), the summary (figures
     per judge, κ, flags) for the report, and its MLflow metrics. Settings come from
@@ -320,9 +322,17 @@ def judge_check(released_qa: pd.DataFrame, cache: JsonlCache, evaluation: dict[s
     if not settings.get("enabled", True):
         return (pd.DataFrame(columns=SCORE_COLUMNS),
                 {"probes": 0, "judges": {}, "kappa": {}, "enabled": False}, {})
-    probes = probe_rows(released_qa, n_questions=int(settings.get("n_questions", 2)),
+    probes = probe_rows(source_qa, n_questions=int(settings.get("n_questions", 2)),
                         seed=int(settings.get("seed", 0)),
                         splits=tuple(settings.get("splits") or ("test", "rl")))
+    if settings.get("second_prompt_path") == "auto":  # the other protocol's judge prompt
+        other = "ours" if proto.protocol_name(evaluation) == "official" else "official"
+        try:
+            settings["second_prompt_path"] = proto.judge_prompt_path(
+                {"protocol": other, "official_judge_prompt_path":
+                 evaluation.get("official_judge_prompt_path")})
+        except FileNotFoundError:
+            settings["second_prompt_path"] = evaluation.get("official_judge_prompt_path")
     scores = score_probes(probes, configured_judges(evaluation), cache,
                           {**settings, "progress": settings.get("progress",
                                                                 evaluation.get("progress", True))})

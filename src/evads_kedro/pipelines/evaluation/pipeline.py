@@ -91,7 +91,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 judge_check,
-                inputs=["released_qa", "evaluation_judge_probe_cache", "params:evaluation"],
+                inputs=["evaluation_source_qa", "evaluation_judge_probe_cache",
+                        "params:evaluation"],
                 outputs=["evaluation_judge_probe_scores", "evaluation_judge_check",
                          "evaluation_judge_check_metrics"],
                 name="judge_check",
