@@ -114,6 +114,9 @@ def eval_params(base_url: str, **over: Any) -> dict[str, Any]:
                   "temperature": 0.0, "seed": 42, "max_tokens": 16, "invalid_retries": 2,
                   "concurrency": 4},
         "report": {"bootstrap": 200, "level": 0.95, "seed": 0},
+        # the judge check adds its own judge calls; tests of it turn it on (its own tests:
+        # test_evaluation_judge_probes.py, the HTML report's kedro run)
+        "judge_probes": {"enabled": False},
     }
     for k, v in over.items():
         params[k] = v

@@ -97,9 +97,12 @@ def test_kedro_run_official_test_split_native_video_loopback(kedro_project, evad
         assert run.returncode == 0, run.stderr[-4000:]
         n_first = srv.n_requests
         bodies = [r["body"] for r in srv.requests]
-        judge = [b for b in bodies if b["model"] == "fake-judge"]
+        judges = [b for b in bodies if b["model"] == "fake-judge"]
         answer = [b for b in bodies if b["model"] == "fake-vlm"]
-        assert len(answer) == len(test) == 15 and len(judge) == 15
+        # the judge grades the 15 answers; its other requests are the judge check's probes
+        judge = [b for b in judges if "5. [Model Output]: ANS:" in prompt_text(b)]
+        probes = [b for b in judges if "5. [Model Output]: ANS:" not in prompt_text(b)]
+        assert len(answer) == len(test) == 15 and len(judge) == 15 and len(probes) > 0
 
         # the exact official answer prompt for every question; video_url where the file exists
         expected = {OFFICIAL_ASK.format(asr=r.asr_input, q=r.question): r.video_id

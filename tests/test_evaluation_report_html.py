@@ -115,7 +115,7 @@ def run_evaluation_on_loopback(project) -> None:
     qa.to_parquet(project / "data/03_primary/released_qa.parquet")
     make_videos(qa).to_parquet(project / "data/02_intermediate/released/videos.parquet")
     with FakeLLMServer(_escaping_responder()) as srv:
-        params = eval_params(srv.base_url)
+        params = eval_params(srv.base_url, judge_probes={"enabled": True, "n_questions": 2})
         params["models_under_test"]["second"] = params["models_under_test"]["endpoint"]
         (project / "conf/local/parameters_evaluation.yml").write_text(
             yaml.safe_dump({"evaluation": params}, allow_unicode=True))

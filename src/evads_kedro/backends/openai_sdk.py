@@ -21,12 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from evads_kedro.backends.llm import (
-    ChatError,
-    ChatReply,
-    OpenAICompatibleChat,
-    _retry_after_seconds,
-)
+from evads_kedro.backends.llm_base import ChatError, ChatReply
+from evads_kedro.backends.llm_http import OpenAICompatibleChat, _retry_after_seconds
 
 __all__ = ["OpenAISdkChat", "sdk_transport"]
 
