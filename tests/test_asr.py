@@ -18,18 +18,13 @@ import numpy as np
 import pytest
 
 from evads_kedro.asr_metrics import pinyin_overlap, pinyin_syllables, wer
-from evads_kedro.backends.asr import (
-    DEFAULT_PARAMS,
-    SAMPLE_RATE,
+from evads_kedro.backends.asr import DEFAULT_PARAMS, _coerce, _Segment, _WhisperBase
+from evads_kedro.backends.asr_audio import SAMPLE_RATE, load_audio, loudest_window_rms
+from evads_kedro.backends.asr_text import (
     AsrResult,
     AsrWord,
-    _coerce,
     _join,
-    _Segment,
-    _WhisperBase,
     is_repetition_loop,
-    load_audio,
-    loudest_window_rms,
     remove_prompt_echo,
     split_units,
 )

@@ -507,7 +507,7 @@ def transcribe_one(job: dict[str, Any]) -> dict[str, Any]:
     """Worker task of :func:`transcribe_audio`: one video -> ``{"record", "setup_s",
     "silent"}``. An unreadable audio track fails the video; a backend that cannot be built
     raises (a configuration error for the whole run, e.g. missing weights)."""
-    from evads_kedro.backends.asr import load_audio
+    from evads_kedro.backends.asr_audio import load_audio
 
     limit_threads(job.get("threads"))
     row, key, ap = job["row"], job["key"], job["ap"]
