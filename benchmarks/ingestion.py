@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from evads_kedro.asr_metrics import pinyin_overlap, wer  # noqa: E402
 from evads_kedro.backends.asr_audio import load_audio  # noqa: E402
-from evads_kedro.backends.ocr import ocr_frame_stack  # noqa: E402
+from evads_kedro.backends.ocr_reuse import ocr_frame_stack  # noqa: E402
 from evads_kedro.ocr_metrics import recall_report  # noqa: E402
 from evads_kedro.pipelines.ingestion.nodes_video import video_asr_params  # noqa: E402
 from evads_kedro.pipelines.ingestion.stages import build_backend  # noqa: E402

@@ -21,13 +21,11 @@ from evads_kedro.backends.ocr import (
     OcrBox,
     OcrModelMissingError,
     build_ocr,
-    frame_hash,
-    hamming,
     normalize_ocr_text,
-    ocr_frame_stack,
     postprocess_boxes,
     sort_reading_order,
 )
+from evads_kedro.backends.ocr_reuse import HASH_SIZE, frame_hash, hamming, ocr_frame_stack
 from evads_kedro.frames import FrameStack
 from evads_kedro.ocr_metrics import caption_recall, char_precision, match_key, recall_report
 
@@ -358,7 +356,7 @@ def test_reuse_compares_with_last_ocrd_frame_and_can_be_disabled():
 def test_frame_hash_shape_and_flat_stability():
     flat = np.full((640, 360, 3), 128, np.uint8)
     h = frame_hash(flat)
-    assert h.shape == (2 * ocr_mod.HASH_SIZE ** 2,) and h.dtype == bool and not h.any()
+    assert h.shape == (2 * HASH_SIZE ** 2,) and h.dtype == bool and not h.any()
     assert hamming(h, frame_hash(_noise(flat, 4))) == 0  # dead zone: noise on flat areas
 
 

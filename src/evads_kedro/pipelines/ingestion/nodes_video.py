@@ -390,7 +390,7 @@ def ocr_one(job: dict[str, Any]) -> dict[str, Any]:
 
     The backend is built once per process and parameter set (``build_backend``); a backend
     that cannot be built raises (a configuration error, not the video's fault)."""
-    from evads_kedro.backends.ocr import ocr_frame_stack
+    from evads_kedro.backends.ocr_reuse import ocr_frame_stack
 
     limit_threads(job.get("threads"))
     row, key, dkey = job["row"], job["key"], job["dkey"]
