@@ -39,8 +39,8 @@ from evads_kedro.asr_metrics import pinyin_overlap, wer  # noqa: E402
 from evads_kedro.backends.asr_audio import load_audio  # noqa: E402
 from evads_kedro.backends.ocr_reuse import ocr_frame_stack  # noqa: E402
 from evads_kedro.ocr_metrics import recall_report  # noqa: E402
-from evads_kedro.pipelines.ingestion.nodes_video import video_asr_params  # noqa: E402
-from evads_kedro.pipelines.ingestion.stages import build_backend  # noqa: E402
+from evads_kedro.pipelines.ingestion.video_helpers import build_backend  # noqa: E402
+from evads_kedro.pipelines.ingestion.video_nodes import video_asr_params  # noqa: E402
 from evads_kedro.video import probe_video, sample_frames  # noqa: E402
 
 

@@ -9,7 +9,7 @@ environment, ``torch.set_num_threads(1)``, RapidOCR's onnxruntime session with
 distribution layer, not threading.
 
 Per video, a worker runs exactly the ingestion nodes' tasks (``decode_one`` -> ``ocr_one`` ->
-``transcribe_one`` of ``evads_kedro.pipelines.ingestion.nodes_video``) with the backends and
+``transcribe_one`` of ``evads_kedro.pipelines.ingestion.video_nodes``) with the backends and
 parameters of ``conf/base/parameters_ingestion.yml``. Cluster start-up and model loading (one
 warm-up per worker that builds the OCR and ASR backends) are timed separately and excluded from
 the per-video figures. Projections for 3,961 videos (the paper) and 100,000 use the measured
@@ -55,7 +55,7 @@ def _params() -> dict[str, Any]:
 def ingest_video(job: dict[str, Any]) -> dict[str, Any]:
     """Decode, OCR and transcribe one video in this worker; returns the three records' status
     and compute seconds (the frames stay in the worker)."""
-    from evads_kedro.pipelines.ingestion import nodes_video as nv
+    from evads_kedro.pipelines.ingestion import video_nodes as nv
 
     t0 = time.perf_counter()
     dec = nv.decode_one(job["decode"])
@@ -75,8 +75,8 @@ def ingest_video(job: dict[str, Any]) -> dict[str, Any]:
 def warm_up(ocr_cfg: dict[str, Any], asr_cfgs: list[dict[str, Any]], threads: int) -> dict:
     """Load the models in this worker (what the first video would otherwise pay)."""
     from evads_kedro.executors import limit_threads
-    from evads_kedro.pipelines.ingestion import nodes_video as nv
-    from evads_kedro.pipelines.ingestion.stages import build_backend
+    from evads_kedro.pipelines.ingestion import video_nodes as nv
+    from evads_kedro.pipelines.ingestion.video_helpers import build_backend
 
     t0 = time.perf_counter()
     limit_threads(threads)
@@ -93,8 +93,8 @@ def warm_up(ocr_cfg: dict[str, Any], asr_cfgs: list[dict[str, Any]], threads: in
 
 
 def _jobs(videos: list[Path], params: dict[str, Any], threads: int) -> list[dict[str, Any]]:
-    from evads_kedro.pipelines.ingestion import nodes_video as nv
-    from evads_kedro.pipelines.ingestion.stages import (
+    from evads_kedro.pipelines.ingestion import video_nodes as nv
+    from evads_kedro.pipelines.ingestion.video_helpers import (
         asr_params,
         decode_params,
         ocr_params,

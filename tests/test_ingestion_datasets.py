@@ -11,7 +11,7 @@ from kedro.io import DatasetError
 from evads_kedro.datasets.atomic import AtomicJSONDataset, AtomicTextDataset
 from evads_kedro.datasets.partitions import PartitionedFolderDataset
 from evads_kedro.datasets.video_file import VideoFile, VideoFileDataset
-from evads_kedro.pipelines.ingestion.stages import check_name, stage_key, video_id_of
+from evads_kedro.pipelines.ingestion.video_helpers import check_name, stage_key, video_id_of
 
 
 def _json_folder(path):

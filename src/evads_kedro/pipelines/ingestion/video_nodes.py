@@ -48,7 +48,7 @@ import pandas as pd
 
 from evads_kedro.executors import executor_params, fan_out, limit_threads
 from evads_kedro.pipelines.ingestion.released import TIMELINE_COLUMNS, VIDEO_COLUMNS
-from evads_kedro.pipelines.ingestion.stages import (
+from evads_kedro.pipelines.ingestion.video_helpers import (
     StageProgress,
     asr_params,
     build_backend,
