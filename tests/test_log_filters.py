@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import logging.config
 import warnings
 from pathlib import Path
-
-import yaml
 
 from evads_kedro.log_filters import ThirdPartyWarnings
 
@@ -34,20 +31,16 @@ def test_third_party_warnings_are_dropped_and_listed_once_at_debug(caplog):
     assert {r.levelno for r in caplog.records if r.name == "evads_kedro.warnings"} == {10}
 
 
-def test_the_project_logging_config_attaches_the_filter_to_captured_warnings():
-    import importlib
+def test_settings_install_the_filter_once_and_it_passes_only_our_warnings():
+    import evads_kedro.settings  # noqa: F401  (installs it)
+    from evads_kedro.log_filters import install_warning_filter
 
-    conf = yaml.safe_load((ROOT / "conf/logging.yml").read_text(encoding="utf-8"))
-    names = conf["loggers"]["py.warnings"]["filters"]
-    assert names == ["third_party_warnings"]
-    module, _, cls = conf["filters"]["third_party_warnings"]["()"].rpartition(".")
-    assert getattr(importlib.import_module(module), cls) is ThirdPartyWarnings
-    # what the config builds, on the logger warnings.warn goes to: only ours gets through
     logger = logging.getLogger("py.warnings")
-    f, seen = ThirdPartyWarnings(), []
+    mine = [f for f in logger.filters if isinstance(f, ThirdPartyWarnings)]
+    assert len(mine) == 1 and install_warning_filter() is mine[0]
+    seen: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda r: seen.append(r.getMessage())  # type: ignore[method-assign]
-    logger.addFilter(f)
     logger.addHandler(handler)
     try:
         logging.captureWarnings(True)
@@ -60,5 +53,4 @@ def test_the_project_logging_config_attaches_the_filter_to_captured_warnings():
     finally:
         logging.captureWarnings(False)
         logger.removeHandler(handler)
-        logger.removeFilter(f)
     assert len(seen) == 1 and "from us" in seen[0]

@@ -2,7 +2,9 @@
 at DEBUG instead of printed; the project's own warnings pass unchanged.
 
 Attached to the ``py.warnings`` logger (where ``logging.captureWarnings`` sends
-``warnings.warn`` calls) in ``conf/logging.yml``.
+``warnings.warn`` calls) by :func:`install_warning_filter`, called from ``settings.py``: kedro
+refuses project classes in ``conf/logging.yml`` unless ``KEDRO_LOGGING_MODULE_ALLOWLIST`` names
+them, and a plain ``kedro run`` must work without that variable.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["ThirdPartyWarnings"]
+__all__ = ["ThirdPartyWarnings", "install_warning_filter"]
 
 # formatwarning's "<file>:<line>: <Category>: <message>"
 _HEAD = re.compile(r"^\s*(?P<file>.+?):(?P<line>\d+): (?P<category>\w+): ")
@@ -37,3 +39,14 @@ class ThirdPartyWarnings(logging.Filter):
             self.seen.add(key)
             self.debug.debug("third-party warning (filtered): %s", text.strip().splitlines()[0])
         return False
+
+
+def install_warning_filter() -> ThirdPartyWarnings:
+    """Attach one :class:`ThirdPartyWarnings` to ``py.warnings`` (idempotent) and return it."""
+    logger = logging.getLogger("py.warnings")
+    for f in logger.filters:
+        if isinstance(f, ThirdPartyWarnings):
+            return f
+    f = ThirdPartyWarnings()
+    logger.addFilter(f)
+    return f
