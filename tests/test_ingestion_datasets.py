@@ -96,3 +96,16 @@ def test_keys_change_with_content_and_semantic_parameters_only():
     assert stage_key("ocr", "abc", {**base, "min_score": 0.6}) != k
     assert stage_key("ocr", "abd", base) != k
     assert stage_key("asr", "abc", base) != k
+
+
+def test_sidecar_language_forces_the_decode_and_turns_the_retry_off():
+    from evads_kedro.pipelines.ingestion.video_nodes import video_asr_params
+
+    params = {"asr": {"backend": "faster_whisper"}}
+    assert video_asr_params(params, None) == {"backend": "faster_whisper"}  # auto, retry on
+    assert video_asr_params(params, {"language": "en"}) == {
+        "backend": "faster_whisper", "language": "en", "retry_dropped": False}
+    assert video_asr_params(params, {"language": "mixed"})["language"] == ["zh", "en"]
+    assert video_asr_params(params, {"language": "Klingon!"}) == {"backend": "faster_whisper"}
+    assert video_asr_params({**params, "sidecar_language": False}, {"language": "en"}) == {
+        "backend": "faster_whisper"}

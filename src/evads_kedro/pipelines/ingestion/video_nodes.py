@@ -487,20 +487,33 @@ def _sidecar(raw_videos: Partitions | None, file: str) -> dict[str, Any] | None:
 def video_asr_params(params: dict[str, Any], sidecar: dict[str, Any] | None) -> dict[str, Any]:
     """The ASR parameters of one video: ``ingestion.asr``, with ``language`` forced by the
     sidecar's ``language`` field (an ISO code such as ``en``) when ``sidecar_language`` is on.
-    Without a sidecar the backend's ``language`` applies (default ``auto``: detected per
-    video)."""
+    ``mixed`` (Mandarin/English code-switching, as the synthetic samples write it) decodes as
+    zh unless Whisper gives en a probability >= ``language_switch_prob``. A sidecar's language
+    is taken as known: no retry in another language when guards drop the decode
+    (``retry_dropped: false``), since a retry would only swap dropped speech for a language the
+    sidecar rules out. Without a sidecar the backend's ``language`` applies (default ``auto``:
+    detected per video)."""
     ap = asr_params(params)
-    lang = (sidecar or {}).get("language")
-    if params.get("sidecar_language", True) and isinstance(lang, str) and _LANG.fullmatch(lang):
-        ap["language"] = lang
+    lang = _forced_language(params, sidecar)
+    if lang is not None:
+        ap["language"] = list(lang) if isinstance(lang, tuple) else lang
+        ap["retry_dropped"] = False
     return ap
 
 
+def _forced_language(params: dict[str, Any], sidecar: dict[str, Any] | None
+                     ) -> str | tuple[str, ...] | None:
+    lang = (sidecar or {}).get("language")
+    if not params.get("sidecar_language", True) or not isinstance(lang, str):
+        return None
+    if lang == "mixed":
+        return ("zh", "en")
+    return lang if _LANG.fullmatch(lang) else None
+
+
 def _sidecar_language(params: dict[str, Any], raw_videos: Partitions, row: pd.Series) -> bool:
-    """True when the video's sidecar forces its ASR language."""
-    lang = (_sidecar(raw_videos, row["file"]) or {}).get("language")
-    return bool(params.get("sidecar_language", True) and isinstance(lang, str)
-                and _LANG.fullmatch(lang))
+    """True when the video's sidecar sets its ASR language."""
+    return _forced_language(params, _sidecar(raw_videos, row["file"])) is not None
 
 
 def transcribe_one(job: dict[str, Any]) -> dict[str, Any]:
