@@ -46,6 +46,9 @@ Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
                                    #   (the corpus's majority language; 0 = always trust it)
     retry_dropped: true            # a decode whose every segment a guard dropped is retried
                                    #   once in the detected language (or zh) when it differs
+    fallback: on_drop              # temperature fallback: on_drop = decode greedy first and
+                                   #   re-decode with the whole ladder only when a guard dropped
+                                   #   a segment | always (Whisper's own per-window rule) | never
     device: auto                   # auto | cpu | cuda | cuda:N  (evads_kedro.devices)
     compute_type: int8             # faster-whisper only: int8 | int8_float16 | float16 | float32
     cpu_threads: 0                 # faster-whisper only: 0 = library default
@@ -152,6 +155,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "language_switch_prob": 0.5,
     "mandarin_prior": 0.5,
     "retry_dropped": True,
+    "fallback": "on_drop",
     "device": "auto",
     "compute_type": "int8",
     "cpu_threads": 0,
@@ -215,6 +219,8 @@ def _coerce(params: Mapping[str, Any] | None) -> dict[str, Any]:
     p["language_switch_prob"] = float(p["language_switch_prob"])
     p["mandarin_prior"] = float(p["mandarin_prior"] or 0.0)
     p["retry_dropped"] = bool(p["retry_dropped"])
+    if p["fallback"] not in ("on_drop", "always", "never"):
+        raise ValueError(f"fallback must be on_drop, always or never, got {p['fallback']!r}")
     p["beam_size"] = int(p["beam_size"])
     p["max_repeats"] = int(p["max_repeats"])
     p["cpu_threads"] = int(p["cpu_threads"] or 0)
@@ -223,6 +229,10 @@ def _coerce(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if p["backend"] not in _BACKENDS:
         raise ValueError(f"unknown ASR backend {p['backend']!r}; use one of {sorted(_BACKENDS)}")
     return p
+
+
+# guards whose drops a temperature fallback can fix (Whisper's own fallback triggers)
+_FALLBACK_REASONS = ("compression_ratio", "repetition", "no_speech")
 
 
 def _prompt_for(p: Mapping[str, Any], language: str | None) -> str | None:
@@ -239,6 +249,7 @@ class _WhisperBase:
         self.name = f"{self.backend}:{self.params['model']}"
         self._simplify = _simplifier(self.params["simplify"])
         self._lock = threading.Lock()  # one decode at a time per model instance
+        self._temps: tuple[float, ...] | None = None  # the ladder of the decode in progress
         lang = self.params["language"]
         self._nominal_language = lang[0] if isinstance(lang, tuple) else (
             None if lang == AUTO else lang)
@@ -323,9 +334,33 @@ class _WhisperBase:
     def _decode_kept(self, audio: np.ndarray, language: str, duration_s: float,
                      meta: dict[str, Any]) -> tuple[list[_Segment], list[dict[str, Any]]]:
         """Decode in ``language`` and apply the guards: (kept segments, dropped segments with
-        their reason). Timings add up in ``meta``."""
+        their reason). ``fallback: on_drop``: greedy first, and the whole temperature ladder
+        only when a guard dropped a segment (its result kept when it keeps at least as much
+        text). Timings add up in ``meta`` (``decode_s``, ``fallback_s``)."""
+        temps = self.params["temperatures"]
+        if self.params["fallback"] == "always" or len(temps) == 1:
+            return self._decode_guarded(audio, language, temps, meta)
+        kept, dropped = self._decode_guarded(audio, language, temps[:1], meta)
+        if self.params["fallback"] == "never" or not any(
+                d["reason"] in _FALLBACK_REASONS for d in dropped):
+            return kept, dropped
         t0 = time.perf_counter()
-        segments, _, extra = self._decode(audio, language)
+        kept2, dropped2 = self._decode_guarded(audio, language, temps, meta)
+        meta["fallback_s"] = round(meta.get("fallback_s", 0.0) + time.perf_counter() - t0, 3)
+        meta["fallback_redecodes"] = meta.get("fallback_redecodes", 0) + 1
+        size = sum(len(_strip_punct(x.text)) for x in kept)
+        if sum(len(_strip_punct(x.text)) for x in kept2) >= size:
+            return kept2, dropped2
+        return kept, dropped
+
+    def _decode_guarded(self, audio: np.ndarray, language: str, temps: tuple[float, ...],
+                        meta: dict[str, Any]) -> tuple[list[_Segment], list[dict[str, Any]]]:
+        t0 = time.perf_counter()
+        self._temps = temps
+        try:
+            segments, _, extra = self._decode(audio, language)
+        finally:
+            self._temps = None
         meta["decode_s"] = round(meta.get("decode_s", 0.0) + time.perf_counter() - t0, 3)
         meta.update(extra)
         kept, dropped = [], []
@@ -347,8 +382,10 @@ class _WhisperBase:
                                 "text": seg.text, "reason": reason, "language": language})
                 continue
             kept.append(seg)
-        if echo:
-            meta["prompt_echo_chars"] = meta.get("prompt_echo_chars", 0) + echo
+        if echo:  # of the decode whose result is used: the last one that kept its result
+            meta["prompt_echo_chars"] = echo
+        else:
+            meta.pop("prompt_echo_chars", None)
         return kept, dropped
 
     def transcribe(self, audio: np.ndarray, duration_s: float | None = None) -> AsrResult:
@@ -508,7 +545,7 @@ class WhisperASR(_WhisperBase):
             self.model,
             audio,
             verbose=None,
-            temperature=p["temperatures"],
+            temperature=self._temps or p["temperatures"],
             compression_ratio_threshold=p["compression_ratio_threshold"],
             logprob_threshold=p["logprob_threshold"],
             no_speech_threshold=p["no_speech_threshold"],
@@ -631,7 +668,7 @@ class FasterWhisperASR(_WhisperBase):
             task="transcribe",
             beam_size=p["beam_size"],
             best_of=1,
-            temperature=list(p["temperatures"]),
+            temperature=list(self._temps or p["temperatures"]),
             compression_ratio_threshold=p["compression_ratio_threshold"],
             log_prob_threshold=p["logprob_threshold"],
             no_speech_threshold=p["no_speech_threshold"],
