@@ -109,3 +109,22 @@ def test_sidecar_language_forces_the_decode_and_turns_the_retry_off():
     assert video_asr_params(params, {"language": "Klingon!"}) == {"backend": "faster_whisper"}
     assert video_asr_params({**params, "sidecar_language": False}, {"language": "en"}) == {
         "backend": "faster_whisper"}
+
+
+def test_summary_counts_speech_languages_and_lists_videos_whose_speech_was_all_dropped():
+    import pandas as pd
+
+    from evads_kedro.pipelines.ingestion.report import ingestion_summary
+
+    videos = pd.DataFrame({
+        "video_id": ["a", "b", "c", "d"], "file": ["a.mp4", "b.mp4", "c.mp4", "d.mp4"],
+        "duration_s": [10.0, 12.0, 30.0, 5.0],
+        "asr_language": ["zh", "en", "zh", None],
+        "asr_language_source": ["sidecar", "detected", "forced", None],
+        "asr_all_dropped": [None, None, "compression_ratio x2", None]})
+    md, metrics = ingestion_summary(pd.DataFrame({"file": list(videos["file"])}), videos, None,
+                                    {}, {}, {}, {}, {"video_root": "ads"})
+    assert "Speech languages: zh: 2, en: 1 (chosen by detected: 1, forced: 1, sidecar: 1)." in md
+    assert "## Speech dropped entirely" in md
+    assert "| `c.mp4` | zh | compression_ratio x2 |" in md and "`a.mp4` |" not in md
+    assert metrics["asr.language.zh"]["value"] == 2 and metrics["asr.all_dropped"]["value"] == 1
