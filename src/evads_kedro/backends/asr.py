@@ -32,6 +32,15 @@ their sidecar ``language: zh`` (which forces it); real Mandarin speech is not af
 and a detection below ``mandarin_prior`` decodes as zh (the lipstick ad: th 0.48 -> zh).
 A forced decode whose every segment a guard drops is retried once in the detected language.
 
+Temperature fallback (``fallback``), measured with faster-whisper on the 6 speech samples,
+language forced, CPU seconds per clip under a load average of ~10 (so pessimistic): greedy only
+(``[0.0]``) vs Whisper's per-window fallback (``[0.0, 0.2]``): pinyin overlap 0.33/0.25
+(jacket), 0.26/0.26, 0.67/0.67, 0.47/0.47, English WER 0.00/0.00, at 3.1/3.5, 3.0/7.0,
+2.5/3.3, 2.8/4.3, 2.7/2.7 CPU-s; only the air-fryer ad needs it (greedy: one segment dropped
+by the ratio guard, all speech lost; fallback: 0.42). Hence ``on_drop``: greedy first, the
+ladder only when a guard dropped a segment: the accuracy of the better of the two on every
+clip, the fallback's cost on that one clip only.
+
 Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
 
     backend: faster_whisper        # faster_whisper | openai_whisper
