@@ -260,13 +260,13 @@ class _LadderDecoder(_FakeDecoder):
 
 def test_temperature_fallback_runs_only_when_a_guard_drops_a_segment():
     good = [_seg(0.0, 2.0, "柔软亲肤")]
-    on_drop = _LadderDecoder(good, language="zh", temperatures=[0.0, 0.2])
+    on_drop = _LadderDecoder(good, language="zh", temperatures=[0.0, 0.2], fallback="on_drop")
     r = on_drop.transcribe(_speechy(), 4.0)
     assert on_drop.ladders == [(0.0,), (0.0, 0.2)] and r.text == "柔软亲肤"
     assert r.meta["fallback_redecodes"] == 1 and r.meta["fallback_s"] >= 0
-    clean = _FakeDecoder(good, language="zh", temperatures=[0.0, 0.2])
+    clean = _FakeDecoder(good, language="zh", temperatures=[0.0, 0.2], fallback="on_drop")
     assert clean.transcribe(_speechy(), 4.0).text == "柔软亲肤" and clean.ladders == [(0.0,)]
-    always = _LadderDecoder(good, language="zh", temperatures=[0.0, 0.2], fallback="always")
+    always = _LadderDecoder(good, language="zh", temperatures=[0.0, 0.2])  # the default
     assert always.transcribe(_speechy(), 4.0).text == "柔软亲肤"
     assert always.ladders == [(0.0, 0.2)]
     never = _LadderDecoder(good, language="zh", temperatures=[0.0, 0.2], fallback="never",

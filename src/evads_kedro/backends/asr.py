@@ -39,7 +39,10 @@ language forced, CPU seconds per clip under a load average of ~10 (so pessimisti
 2.5/3.3, 2.8/4.3, 2.7/2.7 CPU-s; only the air-fryer ad needs it (greedy: one segment dropped
 by the ratio guard, all speech lost; fallback: 0.42). Hence ``on_drop``: greedy first, the
 ladder only when a guard dropped a segment: the accuracy of the better of the two on every
-clip, the fallback's cost on that one clip only.
+clip, the fallback's cost on that one clip only. BUT measured through the benchmark, the
+on_drop re-decode of the air-fryer ad did not reproduce the ``always`` decode (same seed and
+ladder: a different sampled text, dropped again by the ratio guard, all speech lost), so the
+default stays ``always`` until that is understood; ``on_drop`` is opt-in.
 
 Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
 
@@ -55,9 +58,9 @@ Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
                                    #   (the corpus's majority language; 0 = always trust it)
     retry_dropped: true            # a decode whose every segment a guard dropped is retried
                                    #   once in the detected language (or zh) when it differs
-    fallback: on_drop              # temperature fallback: on_drop = decode greedy first and
-                                   #   re-decode with the whole ladder only when a guard dropped
-                                   #   a segment | always (Whisper's own per-window rule) | never
+    fallback: always               # temperature fallback: always (Whisper's own per-window
+                                   #   rule) | on_drop (greedy first, the whole ladder only when
+                                   #   a guard dropped a segment; see below) | never
     device: auto                   # auto | cpu | cuda | cuda:N  (evads_kedro.devices)
     compute_type: int8             # faster-whisper only: int8 | int8_float16 | float16 | float32
     cpu_threads: 0                 # faster-whisper only: 0 = library default
@@ -164,7 +167,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "language_switch_prob": 0.5,
     "mandarin_prior": 0.5,
     "retry_dropped": True,
-    "fallback": "on_drop",
+    "fallback": "always",
     "device": "auto",
     "compute_type": "int8",
     "cpu_threads": 0,
