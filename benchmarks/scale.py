@@ -9,13 +9,16 @@ environment, ``torch.set_num_threads(1)``, RapidOCR's onnxruntime session with
 distribution layer, not threading.
 
 Per video, a worker runs exactly the ingestion nodes' tasks (``decode_one`` -> ``ocr_one`` ->
-``transcribe_one`` of ``evads_kedro.pipelines.ingestion.nodes_video``) with the backends and
+``transcribe_one`` of ``evads_kedro.pipelines.ingestion.video_nodes``) with the backends and
 parameters of ``conf/base/parameters_ingestion.yml``. Cluster start-up and model loading (one
 warm-up per worker that builds the OCR and ASR backends) are timed separately and excluded from
 the per-video figures. Projections for 3,961 videos (the paper) and 100,000 use the measured
-per-video cost of one worker and the measured 2-worker efficiency.
+compute seconds per second of video of one worker (times 33 s, the E-VAds median duration: the
+samples are 10-14 s) and the measured 2-worker efficiency. ``--long`` adds the two 40 s
+samples (``--only-long``: only them), where per-video start-up weighs less.
 
     .venv/bin/python benchmarks/scale.py [--videos DIR] [--copies 1] [--workers 1,2]
+                                         [--long [DIR]] [--only-long]
 
 ``--videos`` defaults to the sample ads in ``data/01_raw/videos`` (else they are rendered into
 a temp folder first, ~40 s). Wall times
@@ -45,6 +48,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 PROJECT_N = (1, 2, 8, 32, 128)
 PROJECT_VIDEOS = (3961, 100_000)
+#: seconds per video for the projections: the E-VAds median (~33 s; the samples are 10-14 s,
+#: real ads run to 270 s), so hours follow compute seconds per second of video
+PROJECT_VIDEO_S = 33.0
 
 
 def _params() -> dict[str, Any]:
@@ -55,7 +61,7 @@ def _params() -> dict[str, Any]:
 def ingest_video(job: dict[str, Any]) -> dict[str, Any]:
     """Decode, OCR and transcribe one video in this worker; returns the three records' status
     and compute seconds (the frames stay in the worker)."""
-    from evads_kedro.pipelines.ingestion import nodes_video as nv
+    from evads_kedro.pipelines.ingestion import video_nodes as nv
 
     t0 = time.perf_counter()
     dec = nv.decode_one(job["decode"])
@@ -75,8 +81,8 @@ def ingest_video(job: dict[str, Any]) -> dict[str, Any]:
 def warm_up(ocr_cfg: dict[str, Any], asr_cfgs: list[dict[str, Any]], threads: int) -> dict:
     """Load the models in this worker (what the first video would otherwise pay)."""
     from evads_kedro.executors import limit_threads
-    from evads_kedro.pipelines.ingestion import nodes_video as nv
-    from evads_kedro.pipelines.ingestion.stages import build_backend
+    from evads_kedro.pipelines.ingestion import video_nodes as nv
+    from evads_kedro.pipelines.ingestion.video_helpers import build_backend
 
     t0 = time.perf_counter()
     limit_threads(threads)
@@ -93,8 +99,8 @@ def warm_up(ocr_cfg: dict[str, Any], asr_cfgs: list[dict[str, Any]], threads: in
 
 
 def _jobs(videos: list[Path], params: dict[str, Any], threads: int) -> list[dict[str, Any]]:
-    from evads_kedro.pipelines.ingestion import nodes_video as nv
-    from evads_kedro.pipelines.ingestion.stages import (
+    from evads_kedro.pipelines.ingestion import video_nodes as nv
+    from evads_kedro.pipelines.ingestion.video_helpers import (
         asr_params,
         decode_params,
         ocr_params,
@@ -195,10 +201,22 @@ def main(argv=None) -> int:
     ap.add_argument("--videos", type=Path, default=None, help="folder of ads (default: samples)")
     ap.add_argument("--copies", type=int, default=1, help="ingest each video this many times")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--long", type=Path, nargs="?", const=ROOT / "data/01_raw/long_videos",
+                    default=None, metavar="DIR",
+                    help="add the two 40 s long samples (rendered into DIR when missing)")
+    ap.add_argument("--only-long", action="store_true", help="with --long: only the long ones")
     args = ap.parse_args(argv)
 
     params = _params()
-    videos = _videos(args.videos, args.copies)
+    videos = [] if args.only_long and args.long else _videos(args.videos, args.copies)
+    if args.long:
+        from evads_kedro.sample_videos import LONG_SAMPLE_SCRIPTS, generate_sample_videos
+
+        generate_sample_videos(args.long, LONG_SAMPLE_SCRIPTS, progress=False)
+        videos += sorted(args.long / f"{sc.video_id}.mp4" for sc in LONG_SAMPLE_SCRIPTS)
+    from evads_kedro.video import probe_video
+
+    video_s = sum(float(probe_video(v).duration_s) for v in videos)
     jobs = _jobs(videos, params, threads=1)
     load_before = os.getloadavg()[0]
     runs = {n: measure(n, jobs, params) for n in (int(x) for x in args.workers.split(","))}
@@ -208,6 +226,8 @@ def main(argv=None) -> int:
     two = runs.get(2)
     speedup = round(two["videos_per_min"] / one["videos_per_min"], 3) if one and two else None
     per_video_s = 60 / one["videos_per_min"] if one else None
+    # compute seconds per second of video on one 1-thread worker (start-up and loads excluded)
+    per_video_second = one["wall_s"] / video_s if one and video_s else None
     eff2 = speedup / 2 if speedup else 1.0
 
     print(f"{'workers':>7} {'videos':>6} {'startup_s':>9} {'model_load_s':>12} {'wall_s':>7} "
@@ -220,13 +240,15 @@ def main(argv=None) -> int:
         print(f"speed-up 1 -> 2 workers: {speedup:.2f}x (target >= 1.6x), efficiency "
               f"{eff2:.2f}; load average {load_before:.1f} before, {load_after:.1f} after")
     projection: dict[str, dict[str, float]] = {}
-    if per_video_s:
-        print(f"\nProjected hours (per video {per_video_s:.2f} s on one 1-thread worker, "
-              f"efficiency {eff2:.2f} from N >= 2; ignores start-up and I/O limits):")
+    if per_video_second:
+        print(f"\nProjected hours ({per_video_second:.3f} compute s per video s on one 1-thread "
+              f"worker, measured on {video_s:.0f} s of video; {PROJECT_VIDEO_S:.0f} s per video "
+              f"(E-VAds median); efficiency {eff2:.2f} from N >= 2; ignores start-up and I/O):")
         print(f"{'videos':>8} " + " ".join(f"{'N=' + str(n):>9}" for n in PROJECT_N))
         for m in PROJECT_VIDEOS:
-            projection[str(m)] = {str(n): round(_hours(m, per_video_s, n, eff2), 3)
-                                  for n in PROJECT_N}
+            projection[str(m)] = {
+                str(n): round(_hours(m, per_video_second * PROJECT_VIDEO_S, n, eff2), 3)
+                for n in PROJECT_N}
             print(f"{m:>8} " + " ".join(f"{projection[str(m)][str(n)]:>9.2f}"
                                         for n in PROJECT_N))
     print(json.dumps({
@@ -234,6 +256,10 @@ def main(argv=None) -> int:
         "runs": list(runs.values()), "speedup_2_workers": speedup,
         "efficiency_2_workers": round(eff2, 3) if speedup else None,
         "per_video_s_1_worker": round(per_video_s, 3) if per_video_s else None,
+        "video_seconds": round(video_s, 1),
+        "compute_s_per_video_s_1_worker": round(per_video_second, 4) if per_video_second
+        else None,
+        "projection_video_s": PROJECT_VIDEO_S,
         "projected_hours": projection, "load_avg_before": round(load_before, 2),
         "load_avg_after": round(load_after, 2), "cores": os.cpu_count(),
     }))

@@ -54,3 +54,15 @@ def test_ingestion_then_density_of_a_fresh_folder_gives_all_three_densities(
     warned = [m for m in warnings if "density.datasets.copy" in m and "no timeline" in m]
     assert warned and f'ingestion.video_root={other}' in warned[0]
     assert not [m for m in warnings if "density.datasets.fresh" in m and "no timeline" in m]
+
+
+def test_the_samples_row_holds_only_videos_under_the_samples_root():
+    from evads_kedro.pipelines.density.nodes import samples_only
+
+    videos = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "video_path": [
+        "/p/project/data/01_raw/videos/a.mp4", "data/01_raw/videos/sub/b.mp4",
+        "/my/ads/c.mp4", "/p/project/data/01_raw/videos_old/d.mp4"]})
+    params = {"samples_video_root": "data/01_raw/videos"}
+    assert samples_only(videos, params)["video_id"].tolist() == ["a", "b"]
+    assert samples_only(videos, {"samples_video_root": "/my/ads"})["video_id"].tolist() == ["c"]
+    assert len(samples_only(videos, {"samples_video_root": None})) == 4

@@ -11,7 +11,7 @@ from kedro.io import DatasetError
 from evads_kedro.datasets.atomic import AtomicJSONDataset, AtomicTextDataset
 from evads_kedro.datasets.partitions import PartitionedFolderDataset
 from evads_kedro.datasets.video_file import VideoFile, VideoFileDataset
-from evads_kedro.pipelines.ingestion.stages import check_name, stage_key, video_id_of
+from evads_kedro.pipelines.ingestion.video_helpers import check_name, stage_key, video_id_of
 
 
 def _json_folder(path):
@@ -96,3 +96,35 @@ def test_keys_change_with_content_and_semantic_parameters_only():
     assert stage_key("ocr", "abc", {**base, "min_score": 0.6}) != k
     assert stage_key("ocr", "abd", base) != k
     assert stage_key("asr", "abc", base) != k
+
+
+def test_sidecar_language_forces_the_decode_and_turns_the_retry_off():
+    from evads_kedro.pipelines.ingestion.video_nodes import video_asr_params
+
+    params = {"asr": {"backend": "faster_whisper"}}
+    assert video_asr_params(params, None) == {"backend": "faster_whisper"}  # auto, retry on
+    assert video_asr_params(params, {"language": "en"}) == {
+        "backend": "faster_whisper", "language": "en", "retry_dropped": False}
+    assert video_asr_params(params, {"language": "mixed"})["language"] == ["zh", "en"]
+    assert video_asr_params(params, {"language": "Klingon!"}) == {"backend": "faster_whisper"}
+    assert video_asr_params({**params, "sidecar_language": False}, {"language": "en"}) == {
+        "backend": "faster_whisper"}
+
+
+def test_summary_counts_speech_languages_and_lists_videos_whose_speech_was_all_dropped():
+    import pandas as pd
+
+    from evads_kedro.pipelines.ingestion.report import ingestion_summary
+
+    videos = pd.DataFrame({
+        "video_id": ["a", "b", "c", "d"], "file": ["a.mp4", "b.mp4", "c.mp4", "d.mp4"],
+        "duration_s": [10.0, 12.0, 30.0, 5.0],
+        "asr_language": ["zh", "en", "zh", None],
+        "asr_language_source": ["sidecar", "detected", "forced", None],
+        "asr_all_dropped": [None, None, "compression_ratio x2", None]})
+    md, metrics = ingestion_summary(pd.DataFrame({"file": list(videos["file"])}), videos, None,
+                                    {}, {}, {}, {}, {"video_root": "ads"})
+    assert "Speech languages: zh: 2, en: 1 (chosen by detected: 1, forced: 1, sidecar: 1)." in md
+    assert "## Speech dropped entirely" in md
+    assert "| `c.mp4` | zh | compression_ratio x2 |" in md and "`a.mp4` |" not in md
+    assert metrics["asr.language.zh"]["value"] == 2 and metrics["asr.all_dropped"]["value"] == 1

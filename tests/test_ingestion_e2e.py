@@ -100,3 +100,29 @@ def test_english_ad_without_sidecar_keeps_its_speech(kedro_project, sample_video
     assert wer(ref, speech) <= EN_WER_CEIL, speech
     summary = (data / "08_reporting/ingestion_summary.md").read_text("utf-8")
     assert "Speech languages: en: 1 (chosen by detected: 1)" in summary
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_mixed_caption_keeps_its_latin_word_spaces_in_the_timeline(kedro_project, synth_video,
+                                                                   tmp_path):
+    """RapidOCR alone reads 全新气垫跑鞋NEWAIRRUNNER; the timeline must keep NEW AIR RUNNER."""
+    from evads_kedro.synth import AdScript, Caption, Scene
+
+    script = AdScript(
+        video_id="mixed_caption", category="服饰鞋包", duration_s=3.0,
+        scenes=(Scene(0.0, 3.0, (200, 225, 245), (150, 185, 230)),),
+        captions=(Caption(0.0, 3.0, "全新气垫跑鞋 NEW AIR RUNNER", "center", 28, (255, 255, 255),
+                          (25, 25, 25)),))
+    mp4, _ = synth_video(script)
+    root = tmp_path / "mixed"
+    root.mkdir()
+    shutil.copy(mp4, root / "mixed_caption.mp4")
+    run_videos(kedro_project, video_root=str(root),
+               ocr={"backend": "rapidocr", "reuse_hamming": 8})
+    timelines = pd.read_parquet(kedro_project / "data/02_intermediate/ingested/timelines.parquet")
+    boxes = [b for r in timelines.itertuples() for b in r.ocr]
+    assert len(boxes) == 3 and set(boxes) == {"全新气垫跑鞋NEW AIR RUNNER"}, boxes
+    text = (kedro_project / "data/03_primary/timelines/mixed_caption.txt").read_text("utf-8")
+    assert "NEW AIR RUNNER" in text

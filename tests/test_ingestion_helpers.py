@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evads_kedro.backends.asr import AsrResult, AsrWord
+from evads_kedro.backends.asr_text import AsrResult, AsrWord
 from evads_kedro.backends.ocr import OcrBox
 
 FFMPEG = shutil.which("ffmpeg")

@@ -21,13 +21,11 @@ from evads_kedro.backends.ocr import (
     OcrBox,
     OcrModelMissingError,
     build_ocr,
-    frame_hash,
-    hamming,
     normalize_ocr_text,
-    ocr_frame_stack,
     postprocess_boxes,
     sort_reading_order,
 )
+from evads_kedro.backends.ocr_reuse import HASH_SIZE, frame_hash, hamming, ocr_frame_stack
 from evads_kedro.frames import FrameStack
 from evads_kedro.ocr_metrics import caption_recall, char_precision, match_key, recall_report
 
@@ -358,7 +356,7 @@ def test_reuse_compares_with_last_ocrd_frame_and_can_be_disabled():
 def test_frame_hash_shape_and_flat_stability():
     flat = np.full((640, 360, 3), 128, np.uint8)
     h = frame_hash(flat)
-    assert h.shape == (2 * ocr_mod.HASH_SIZE ** 2,) and h.dtype == bool and not h.any()
+    assert h.shape == (2 * HASH_SIZE ** 2,) and h.dtype == bool and not h.any()
     assert hamming(h, frame_hash(_noise(flat, 4))) == 0  # dead zone: noise on flat areas
 
 
@@ -488,3 +486,51 @@ def test_easyocr_chinese_without_model_gives_clear_error(tmp_path):
     with pytest.raises(OcrModelMissingError, match="zh_sim_g2.pth"):
         build_ocr({"backend": "easyocr", "langs": ["ch_sim", "en"], "model_dir": str(tmp_path),
                    "device": "cpu"})
+
+
+# ------------------------------------------------------------------------- Latin word spaces
+# Released-style texts (spaced Latin words, CJK glued to Latin, full-width CJK punctuation,
+# prices): normalisation must leave them exactly as they are.
+RELEASED_STYLE = ("CLEAN STANDARD", "Mysore Sandalwood And Jasmine", "LA MER | THE CONCENTRATE",
+                  "香氛过滤花洒就OK了", "紫外线感应卡 UV induced color change card",
+                  "木九十 OMJ13FM1176SLC22", "¥ 2,298", "限时特价，买一送一！", "iPhone 15 Pro")
+
+
+def test_released_style_text_round_trips_through_normalisation():
+    for text in RELEASED_STYLE:
+        assert normalize_ocr_text(text) == text
+
+
+def test_space_latin_words_joins_pieces_and_never_changes_characters():
+    from evads_kedro.backends.ocr import space_latin_words
+
+    assert space_latin_words("全新气垫跑鞋NEWAIRRUNNER", ["全新气垫跑鞋", "NEW", "AIR", "RUNNER"]) \
+        == "全新气垫跑鞋NEW AIR RUNNER"  # CJK stays glued to Latin, as in most released lines
+    assert space_latin_words("第2件半价RUNNER", ["第2件半价", "RUNNER"]) == "第2件半价RUNNER"
+    # a piece read differently from the whole line: the line's own reading wins
+    assert space_latin_words("全新NEWAIR", ["全新", "NEW", "A1R"]) == "全新NEWAIR"
+
+
+def test_split_at_gaps_cuts_word_spaces_not_letter_gaps():
+    from PIL import Image, ImageDraw, ImageFont
+
+    from evads_kedro.backends.ocr import split_at_gaps
+
+    im = Image.new("RGB", (400, 60), (30, 30, 30))
+    ImageDraw.Draw(im).text((10, 10), "NEW AIR RUNNER", font=ImageFont.truetype(
+        str(FONT), 28, index=FONT_INDEX), fill=(255, 255, 255))
+    a = np.asarray(im)
+    ys, xs = np.nonzero(a[..., 0] > 128)
+    crop = a[ys.min() - 3:ys.max() + 4, xs.min() - 3:xs.max() + 4]  # like a detector's box
+    assert len(split_at_gaps(crop, 0.25)) == 3
+    assert len(split_at_gaps(crop, 2.0)) == 1
+
+
+@needs_rapidocr
+def test_rapidocr_keeps_word_spaces_in_a_mixed_caption():
+    base = _background(720, 640, seed=3)
+    frame = _render(base, [("全新气垫跑鞋 NEW AIR RUNNER", (20, 300), 28, True)])
+    spaced = [b.text for b in build_ocr({"backend": "rapidocr"}).read(frame)]
+    glued = [b.text for b in build_ocr({"backend": "rapidocr", "latin_spaces": 0}).read(frame)]
+    assert glued == ["全新气垫跑鞋NEWAIRRUNNER"]  # what the recogniser alone returns
+    assert spaced == ["全新气垫跑鞋NEW AIR RUNNER"]

@@ -175,7 +175,7 @@ def runs(ads_root, tmp_path_factory):
                     pytest.MonkeyPatch.context() as mp:
                 mp.setenv(INIT_LOG_ENV, str(log))
                 if kind == "inprocess":  # the parent's per-process cache would hide the build
-                    from evads_kedro.pipelines.ingestion import stages
+                    from evads_kedro.pipelines.ingestion import video_helpers as stages
 
                     mp.setattr(stages, "_CUSTOM", {})
                 run_videos(project, video_root=str(ads_root), executor=ex, **PARAMS)

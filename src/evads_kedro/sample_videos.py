@@ -9,6 +9,11 @@ Chinese captions (prices, brand names, absolute claims such as 全网第一 for 
 questions, mixed Latin/digits); Mandarin voiceover in 5, English voiceover in
 ``ad_care_shampoo``, no audio stream at all in ``ad_home_pillow``, music-like tones without
 speech in ``ad_other_phonecase``.
+
+Long samples (``LONG_SAMPLE_SCRIPTS``, ``--long``; not part of the default set, so tests and
+``make run`` do not pay for them): two 40 s ads with speech from start to end and three
+captions on screen at any time, one Mandarin (``long_zh_jacket``), one alternating Mandarin /
+English (``long_mixed_sneaker``): the case that dominates real data (E-VAds median ~33 s).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from evads_kedro.synth import (
 from evads_kedro.synth.render import TMP_PREFIX, render_params, write_json_atomic
 
 __all__ = [
-    "SAMPLE_SCRIPTS", "AdScript", "Caption", "Music", "Scene", "Shape", "Voiceover",
+    "LONG_SAMPLE_SCRIPTS", "SAMPLE_SCRIPTS", "AdScript", "Caption", "Music", "Scene", "Shape", "Voiceover",
     "cuts_video_script", "generate_sample_videos", "is_up_to_date", "leftover_temp_files",
     "load_ground_truth", "remove_stale_temp_files",
     "random_frames_script", "render_video", "slow_pan_script", "static_video_script",
@@ -297,6 +302,54 @@ SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
 )
 
 
+# ---- long samples ---------------------------------------------------------------------------
+def _long_script(video_id: str, category: str, title: str, lines: Sequence[tuple[str, str]],
+                 captions: Sequence[str], duration_s: float = 40.0) -> AdScript:
+    """A 40 s ad in the shape that dominates real data (E-VAds median ~33 s): a scene every
+    5 s, speech from start to end (one line every ~3.3 s), three captions on screen at any
+    time (a title, a changing upper caption, a subtitle of the spoken line)."""
+    palette = ((200, 225, 245), (245, 230, 210), (220, 40, 40), (250, 210, 220),
+               (220, 245, 220), (120, 40, 120), (250, 245, 240), (60, 60, 90))
+    kinds = ("garment", "bag", "bottle", "box", "tube", "star")
+    scenes = tuple(
+        Scene(t, min(t + 5.0, duration_s), palette[i % 8], palette[(i + 3) % 8], (
+            Shape(kinds[i % 6], 180, 360, 160, 200, palette[(i + 5) % 8], WHITE,
+                  vx=(-1) ** i * 3.0),))
+        for i, t in enumerate(float(x) for x in range(0, int(duration_s), 5)))
+    step = duration_s / len(lines)
+    voice = tuple(Voiceover(round(0.2 + i * step, 2), text, lang)
+                  for i, (text, lang) in enumerate(lines))
+    subs = tuple(_cap(round(0.2 + i * step, 2), round(min(duration_s, 0.2 + (i + 1) * step - 0.2), 2),
+                      text) for i, (text, _) in enumerate(lines))
+    ups = tuple(_cap(float(i) * 2.5, min(duration_s, float(i + 1) * 2.5), c, "upper", 36, WHITE,
+                     (160, 10, 40)) for i, c in enumerate(captions))
+    return AdScript(video_id=video_id, category=category, duration_s=duration_s, title=title,
+                    scenes=scenes, captions=(_title(duration_s, title.split(":")[0]),) + ups + subs,
+                    voiceover=voice, tags=("long",))
+
+
+_ZH_LINES = ("是谁突然降温了", "轻薄保暖只有两百克", "今天直播间限时特价", "买一送一只要九十九元",
+             "全网销量第一", "面料柔软又亲肤", "三种颜色任你挑选", "七天无理由退换",
+             "下单立刻发货", "库存不多快来抢购", "点击下方链接", "现在下单更优惠")
+_UP_CAPS = ("限时￥99", "买一送一", "全网第一", "新品上市", "七天退换", "顺丰包邮", "正品保障",
+            "库存告急", "立即下单", "第2件半价", "会员专享", "直播特惠", "今日爆款", "好评如潮",
+            "官方旗舰", "品质之选")
+LONG_SAMPLE_SCRIPTS: tuple[AdScript, ...] = (
+    _long_script("long_zh_jacket", "服饰鞋包", "暖阳羽绒服: 40 s Mandarin ad",
+                 [(t, "zh") for t in _ZH_LINES], _UP_CAPS),
+    _long_script("long_mixed_sneaker", "服饰鞋包", "AIR跑鞋: 40 s Mandarin/English ad",
+                 [("全新气垫跑鞋", "zh"), ("New air runner for every day.", "en"),
+                  ("轻盈缓震更舒适", "zh"), ("Light, soft and made to last.", "en"),
+                  ("今天只要两百九十九元", "zh"), ("Order now and save thirty percent.", "en"),
+                  ("三种配色任你选", "zh"), ("Free shipping on every order.", "en"),
+                  ("七天无理由退换", "zh"), ("Run further in comfort.", "en"),
+                  ("点击下方链接购买", "zh"), ("Get yours today.", "en")],
+                 ("NEW AIR RUNNER", "气垫跑鞋", "￥299", "Free Shipping", "轻盈缓震", "SAVE 30%",
+                  "三色可选", "七天退换", "RUN FURTHER", "限时特价", "立即下单", "Get Yours",
+                  "官方旗舰", "好评如潮", "会员专享", "今日爆款")),
+)
+
+
 # ---- generation ------------------------------------------------------------------------------
 def load_ground_truth(path: str | Path) -> dict[str, Any]:
     """Read a ``<video_id>.json`` ground-truth file (the ``script`` entry stays a dict;
@@ -415,13 +468,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--font", type=Path, default=DEFAULT_FONT_PATH, help="CJK font collection (.ttc)")
     p.add_argument("--font-index", type=int, default=DEFAULT_FONT_INDEX)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--long", action="store_true",
+                   help="the two 40 s samples (LONG_SAMPLE_SCRIPTS) instead of the 8 short ones")
     a = p.parse_args(argv)
-    scripts = SAMPLE_SCRIPTS
+    pool = LONG_SAMPLE_SCRIPTS if a.long else SAMPLE_SCRIPTS
+    scripts = pool
     if a.only:
-        unknown = set(a.only) - {s.video_id for s in SAMPLE_SCRIPTS}
+        unknown = set(a.only) - {s.video_id for s in pool}
         if unknown:
-            p.error(f"unknown video ids {sorted(unknown)}; known: {[s.video_id for s in SAMPLE_SCRIPTS]}")
-        scripts = tuple(s for s in SAMPLE_SCRIPTS if s.video_id in a.only)
+            p.error(f"unknown video ids {sorted(unknown)}; known: {[s.video_id for s in pool]}")
+        scripts = tuple(s for s in pool if s.video_id in a.only)
     t0 = time.perf_counter()
     rows = generate_sample_videos(a.out_dir, scripts, overwrite=a.overwrite, progress=not a.no_progress,
                                   font_path=a.font, font_index=a.font_index)

@@ -6,11 +6,13 @@ from kedro.config import OmegaConfigLoader
 
 from evads_kedro.credentials import CredentialsEnvHook
 from evads_kedro.hooks import PrintReportsHook, ValidateParametersHook
+from evads_kedro.log_filters import install_warning_filter
 
 # No model hub is reachable in our target environments: a hub lookup would hang, not fail.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+install_warning_filter()  # a quiet start: third-party warnings at DEBUG (conf/logging.yml)
 
 HOOKS = (ValidateParametersHook(), PrintReportsHook(), CredentialsEnvHook())
 

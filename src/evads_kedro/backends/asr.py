@@ -1,8 +1,8 @@
-"""Speech recognition behind one small interface: audio -> timed words -> text per second.
+"""Speech recognition backends (faster-whisper, openai-whisper) behind one small interface.
 
 API: ``build_asr(params) -> AsrBackend`` (built once per process per parameter set; the weights
 once per backend/model/device); ``backend.transcribe(audio, duration_s) -> AsrResult`` with
-``audio`` float32 mono 16 kHz (:func:`load_audio` decodes any media file with PyAV);
+``audio`` float32 mono 16 kHz (``asr_audio.load_audio`` decodes any media file with PyAV);
 ``AsrResult.words: list[AsrWord(start, end, text)]`` and ``AsrResult.per_second(duration_s)``.
 
 Two backends load the same packaged multilingual Whisper *base* weights (``evads_kedro.assets``):
@@ -32,6 +32,18 @@ their sidecar ``language: zh`` (which forces it); real Mandarin speech is not af
 and a detection below ``mandarin_prior`` decodes as zh (the lipstick ad: th 0.48 -> zh).
 A forced decode whose every segment a guard drops is retried once in the detected language.
 
+Temperature fallback (``fallback``), measured with faster-whisper on the 6 speech samples,
+language forced, CPU seconds per clip under a load average of ~10 (so pessimistic): greedy only
+(``[0.0]``) vs Whisper's per-window fallback (``[0.0, 0.2]``): pinyin overlap 0.33/0.25
+(jacket), 0.26/0.26, 0.67/0.67, 0.47/0.47, English WER 0.00/0.00, at 3.1/3.5, 3.0/7.0,
+2.5/3.3, 2.8/4.3, 2.7/2.7 CPU-s; only the air-fryer ad needs it (greedy: one segment dropped
+by the ratio guard, all speech lost; fallback: 0.42). Hence ``on_drop``: greedy first, the
+ladder only when a guard dropped a segment: the accuracy of the better of the two on every
+clip, the fallback's cost on that one clip only. BUT measured through the benchmark, the
+on_drop re-decode of the air-fryer ad did not reproduce the ``always`` decode (same seed and
+ladder: a different sampled text, dropped again by the ratio guard, all speech lost), so the
+default stays ``always`` until that is understood; ``on_drop`` is opt-in.
+
 Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
 
     backend: faster_whisper        # faster_whisper | openai_whisper
@@ -46,6 +58,9 @@ Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
                                    #   (the corpus's majority language; 0 = always trust it)
     retry_dropped: true            # a decode whose every segment a guard dropped is retried
                                    #   once in the detected language (or zh) when it differs
+    fallback: always               # temperature fallback: always (Whisper's own per-window
+                                   #   rule) | on_drop (greedy first, the whole ladder only when
+                                   #   a guard dropped a segment; see below) | never
     device: auto                   # auto | cpu | cuda | cuda:N  (evads_kedro.devices)
     compute_type: int8             # faster-whisper only: int8 | int8_float16 | float16 | float32
     cpu_threads: 0                 # faster-whisper only: 0 = library default
@@ -95,19 +110,32 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from difflib import SequenceMatcher
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from evads_kedro.units import is_cjk
+from evads_kedro.backends.asr_audio import (
+    SAMPLE_RATE,
+    _span_rms,
+    load_audio,
+    loudest_window_rms,
+    speech_only,
+)
+from evads_kedro.backends.asr_text import (
+    AsrResult,
+    AsrWord,
+    _join,
+    _simplifier,
+    _strip_punct,
+    is_repetition_loop,
+    remove_prompt_echo,
+    split_units,
+)
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -128,7 +156,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 PACKAGED_PREFIX = "packaged:"
 ZH_PROMPT = "以下是普通话的句子。"
 AUTO = "auto"
@@ -140,6 +167,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "language_switch_prob": 0.5,
     "mandarin_prior": 0.5,
     "retry_dropped": True,
+    "fallback": "always",
     "device": "auto",
     "compute_type": "int8",
     "cpu_threads": 0,
@@ -156,121 +184,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 0,
 }
 
-# Punctuation, symbols and spaces: not spoken content (the released ASR lines carry almost none).
-_PUNCT_CATEGORIES = ("P", "S", "Z", "C")
-
-
-def _is_punct(ch: str) -> bool:
-    return unicodedata.category(ch)[0] in _PUNCT_CATEGORIES
-
-
-def _is_latin_alnum(ch: str) -> bool:
-    return ch.isascii() and ch.isalnum()
-
-
-# ------------------------------------------------------------------------------------ results
-@dataclass(frozen=True)
-class AsrWord:
-    """One recognised word (Latin) or token / character cluster (CJK), times in seconds."""
-
-    start: float
-    end: float
-    text: str
-
-
-def split_units(word: AsrWord) -> list[AsrWord]:
-    """Split a word into timed pieces: each CJK character alone, each run of other characters
-    (Latin letters, digits, attached punctuation) whole; the word's time span is shared out in
-    proportion to the pieces' lengths in characters."""
-    text = word.text.strip()
-    pieces: list[str] = []
-    buf = ""
-    for ch in text:
-        if is_cjk(ch):
-            if buf:
-                pieces.append(buf)
-                buf = ""
-            pieces.append(ch)
-        else:
-            buf += ch
-    if buf:
-        pieces.append(buf)
-    if len(pieces) <= 1:
-        return [AsrWord(word.start, word.end, text)] if text else []
-    total = sum(len(p) for p in pieces)
-    span = max(0.0, word.end - word.start)
-    out, pos = [], 0
-    for p in pieces:
-        s = word.start + span * pos / total
-        pos += len(p)
-        out.append(AsrWord(s, word.start + span * pos / total, p))
-    return out
-
-
-def _strip_punct(text: str) -> str:
-    return "".join(ch for ch in text if not _is_punct(ch))
-
-
-def _join(pieces: Iterable[str]) -> str:
-    """Concatenate stripped pieces with no separator, except one space between two Latin words:
-    the last non-punctuation character before the boundary and the first one after it are both
-    ASCII letters/digits, and not two digits touching (``Nara V``, ``iPhone 15``, ``clean. It``,
-    but ``30`` from ``3`` + ``0``, ``HF就``, ``面料``)."""
-    out = ""
-    for p in pieces:
-        p = p.strip()
-        if not p:
-            continue
-        if out:
-            a_core = out.rstrip("".join(ch for ch in out[-4:] if _is_punct(ch)))
-            b_core = p.lstrip("".join(ch for ch in p[:4] if _is_punct(ch)))
-            a, b = a_core[-1:], b_core[:1]
-            touching = a_core == out and b_core == p
-            if (a and b and _is_latin_alnum(a) and _is_latin_alnum(b)
-                    and not (touching and a.isdigit() and b.isdigit())):
-                out += " "
-        out += p
-    return out
-
-
-@dataclass
-class AsrResult:
-    """Words of one clip in time order, the decoding language, the full text and run metadata
-    (backend, timings, dropped segments and why)."""
-
-    words: list[AsrWord] = field(default_factory=list)
-    language: str | None = None
-    text: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.words
-
-    def per_second(self, duration_s: float, *, keep_punctuation: bool = False) -> dict[int, str]:
-        """Text per whole second ``{second: text}``, seconds with no speech absent.
-
-        Rule: every word is first split into units (:func:`split_units`: one CJK character each,
-        Latin/digit runs whole) with its time span shared out by length, as the released E-VAds
-        timelines are timed per character (a word may straddle two seconds: ``面|料``). Each unit
-        goes to the second containing its temporal midpoint, ``floor((start + end) / 2)``,
-        clamped to ``[0, ceil(duration_s) - 1]``. Units of one second are concatenated in time
-        order with :func:`_join` (no space between CJK characters, one between Latin words).
-        Punctuation is removed unless ``keep_punctuation`` (the released lines carry almost
-        none).
-        """
-        last = max(0, int(np.ceil(duration_s)) - 1) if duration_s > 0 else 0
-        buckets: dict[int, list[str]] = {}
-        for w in self.words:
-            for u in split_units(w):
-                text = u.text if keep_punctuation else _strip_punct(u.text)
-                if not text:
-                    continue
-                sec = min(last, max(0, int(np.floor((u.start + u.end) / 2.0))))
-                buckets.setdefault(sec, []).append(text)
-        return {s: _join(buckets[s]) for s in sorted(buckets)}
-
-
 @runtime_checkable
 class AsrBackend(Protocol):
     name: str
@@ -281,117 +194,6 @@ class AsrBackend(Protocol):
 
 
 # ---------------------------------------------------------------------------------- filters
-def _units(text: str) -> list[str]:
-    """Content units for loop detection: CJK characters and lower-cased Latin/digit runs."""
-    return re.findall(r"[a-z0-9']+|[^\W\d_a-z]", text.lower())
-
-
-def is_repetition_loop(text: str, max_repeats: int = 4, max_n: int = 10) -> bool:
-    """True if some n-gram of units (n <= ``max_n``) repeats more than ``max_repeats`` times in a
-    row anywhere in ``text`` (``谢谢谢谢谢谢``, ``买一送一买一送一...``, ``the the the ...``).
-    ``max_repeats <= 0`` disables the filter."""
-    if max_repeats <= 0:
-        return False
-    u = _units(text)
-    for n in range(1, min(max_n, len(u) // (max_repeats + 1)) + 1):
-        for i in range(len(u) - n * (max_repeats + 1) + 1):
-            gram = u[i : i + n]
-            reps, j = 1, i + n
-            while u[j : j + n] == gram:
-                reps += 1
-                j += n
-                if reps > max_repeats:
-                    return True
-    return False
-
-
-def loudest_window_rms(audio: np.ndarray, sr: int = SAMPLE_RATE, window_s: float = 1.0) -> float:
-    """RMS of the loudest ``window_s`` window (hop = half a window); whole-clip RMS if shorter."""
-    if audio.size == 0:
-        return 0.0
-    x = audio.astype(np.float64, copy=False)
-    win = max(1, int(sr * window_s))
-    if x.size <= win:
-        return float(np.sqrt(np.mean(x * x)))
-    c = np.concatenate(([0.0], np.cumsum(x * x)))
-    hop = max(1, win // 2)
-    starts = np.arange(0, x.size - win + 1, hop)
-    return float(np.sqrt(np.max(c[starts + win] - c[starts]) / win))
-
-
-def remove_prompt_echo(words: list[AsrWord], prompt: str, min_len: int = 4
-                       ) -> tuple[list[AsrWord], int]:
-    """Remove the initial prompt echoed into the transcript (a known Whisper failure on unclear
-    audio: ``千万第一是普通话的句子``): every run of >= ``min_len`` characters that also occurs
-    in the prompt (punctuation ignored) is cut out of the words. Returns (words, chars removed)."""
-    core = _strip_punct(prompt)
-    if len(core) < min_len or not words:
-        return words, 0
-    owner: list[int] = []
-    chars: list[str] = []
-    for i, w in enumerate(words):
-        for ch in w.text:
-            owner.append(i)
-            chars.append(ch)
-    removed = [False] * len(chars)
-    while True:
-        text = "".join("\0" if r else c for c, r in zip(chars, removed, strict=True))
-        m = SequenceMatcher(None, text, core, autojunk=False).find_longest_match(
-            0, len(text), 0, len(core))
-        if m.size < min_len:
-            break
-        for k in range(m.a, m.a + m.size):
-            removed[k] = True
-    n = sum(removed)
-    if not n:
-        return words, 0
-    kept: dict[int, str] = {}
-    for i, c, r in zip(owner, chars, removed, strict=True):
-        if not r:
-            kept[i] = kept.get(i, "") + c
-    out = [AsrWord(w.start, w.end, kept[i]) for i, w in enumerate(words)
-           if _strip_punct(kept.get(i, ""))]
-    return out, n
-
-
-def _span_rms(audio: np.ndarray, start: float, end: float, sr: int = SAMPLE_RATE) -> float:
-    i0, i1 = max(0, int(start * sr)), min(audio.size, int(np.ceil(end * sr)))
-    if i1 <= i0:
-        return 0.0
-    x = audio[i0:i1].astype(np.float64)
-    return float(np.sqrt(np.mean(x * x)))
-
-
-_OPENCC: Any = None
-_OPENCC_LOCK = threading.Lock()
-
-
-def _simplifier(mode: str | bool):
-    """Callable traditional->simplified, or None. ``auto``: opencc if importable; ``true``/
-    ``opencc``: required; ``false``/``none``: off."""
-    global _OPENCC
-    mode = str(mode).lower()
-    if mode in ("false", "none", "off", "0"):
-        return None
-    with _OPENCC_LOCK:
-        if _OPENCC is None:
-            try:
-                import opencc  # optional
-
-                try:
-                    conv = opencc.OpenCC("t2s")
-                except Exception:  # bindings that want the config file name
-                    conv = opencc.OpenCC("t2s.json")
-                _OPENCC = conv.convert
-            except Exception as exc:  # ImportError, or a build without its data
-                if mode not in ("auto",):
-                    raise RuntimeError(
-                        f"simplify={mode!r} needs the `opencc` package (pip install opencc): {exc}"
-                    ) from exc
-                _OPENCC = False
-    return _OPENCC or None
-
-
 # ---------------------------------------------------------------------------- common pipeline
 @dataclass
 class _Segment:
@@ -429,6 +231,8 @@ def _coerce(params: Mapping[str, Any] | None) -> dict[str, Any]:
     p["language_switch_prob"] = float(p["language_switch_prob"])
     p["mandarin_prior"] = float(p["mandarin_prior"] or 0.0)
     p["retry_dropped"] = bool(p["retry_dropped"])
+    if p["fallback"] not in ("on_drop", "always", "never"):
+        raise ValueError(f"fallback must be on_drop, always or never, got {p['fallback']!r}")
     p["beam_size"] = int(p["beam_size"])
     p["max_repeats"] = int(p["max_repeats"])
     p["cpu_threads"] = int(p["cpu_threads"] or 0)
@@ -437,6 +241,10 @@ def _coerce(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if p["backend"] not in _BACKENDS:
         raise ValueError(f"unknown ASR backend {p['backend']!r}; use one of {sorted(_BACKENDS)}")
     return p
+
+
+# guards whose drops a temperature fallback can fix (Whisper's own fallback triggers)
+_FALLBACK_REASONS = ("compression_ratio", "repetition", "no_speech")
 
 
 def _prompt_for(p: Mapping[str, Any], language: str | None) -> str | None:
@@ -453,6 +261,7 @@ class _WhisperBase:
         self.name = f"{self.backend}:{self.params['model']}"
         self._simplify = _simplifier(self.params["simplify"])
         self._lock = threading.Lock()  # one decode at a time per model instance
+        self._temps: tuple[float, ...] | None = None  # the ladder of the decode in progress
         lang = self.params["language"]
         self._nominal_language = lang[0] if isinstance(lang, tuple) else (
             None if lang == AUTO else lang)
@@ -537,9 +346,33 @@ class _WhisperBase:
     def _decode_kept(self, audio: np.ndarray, language: str, duration_s: float,
                      meta: dict[str, Any]) -> tuple[list[_Segment], list[dict[str, Any]]]:
         """Decode in ``language`` and apply the guards: (kept segments, dropped segments with
-        their reason). Timings add up in ``meta``."""
+        their reason). ``fallback: on_drop``: greedy first, and the whole temperature ladder
+        only when a guard dropped a segment (its result kept when it keeps at least as much
+        text). Timings add up in ``meta`` (``decode_s``, ``fallback_s``)."""
+        temps = self.params["temperatures"]
+        if self.params["fallback"] == "always" or len(temps) == 1:
+            return self._decode_guarded(audio, language, temps, meta)
+        kept, dropped = self._decode_guarded(audio, language, temps[:1], meta)
+        if self.params["fallback"] == "never" or not any(
+                d["reason"] in _FALLBACK_REASONS for d in dropped):
+            return kept, dropped
         t0 = time.perf_counter()
-        segments, _, extra = self._decode(audio, language)
+        kept2, dropped2 = self._decode_guarded(audio, language, temps, meta)
+        meta["fallback_s"] = round(meta.get("fallback_s", 0.0) + time.perf_counter() - t0, 3)
+        meta["fallback_redecodes"] = meta.get("fallback_redecodes", 0) + 1
+        size = sum(len(_strip_punct(x.text)) for x in kept)
+        if sum(len(_strip_punct(x.text)) for x in kept2) >= size:
+            return kept2, dropped2
+        return kept, dropped
+
+    def _decode_guarded(self, audio: np.ndarray, language: str, temps: tuple[float, ...],
+                        meta: dict[str, Any]) -> tuple[list[_Segment], list[dict[str, Any]]]:
+        t0 = time.perf_counter()
+        self._temps = temps
+        try:
+            segments, _, extra = self._decode(audio, language)
+        finally:
+            self._temps = None
         meta["decode_s"] = round(meta.get("decode_s", 0.0) + time.perf_counter() - t0, 3)
         meta.update(extra)
         kept, dropped = [], []
@@ -561,8 +394,10 @@ class _WhisperBase:
                                 "text": seg.text, "reason": reason, "language": language})
                 continue
             kept.append(seg)
-        if echo:
-            meta["prompt_echo_chars"] = meta.get("prompt_echo_chars", 0) + echo
+        if echo:  # of the decode whose result is used: the last one that kept its result
+            meta["prompt_echo_chars"] = echo
+        else:
+            meta.pop("prompt_echo_chars", None)
         return kept, dropped
 
     def transcribe(self, audio: np.ndarray, duration_s: float | None = None) -> AsrResult:
@@ -647,20 +482,6 @@ class _WhisperBase:
         return None
 
 
-def speech_only(audio: np.ndarray) -> np.ndarray:
-    """The audio with non-speech cut out by Silero VAD (faster-whisper's default options), the
-    speech chunks concatenated; the audio unchanged when faster-whisper is not installed."""
-    try:
-        from faster_whisper.vad import collect_chunks, get_speech_timestamps
-    except ImportError:  # pragma: no cover - openai-whisper-only installs
-        return audio
-    chunks = get_speech_timestamps(audio)
-    if not chunks:
-        return np.zeros(0, np.float32)
-    pieces, _ = collect_chunks(audio, chunks)
-    return np.concatenate(pieces).astype(np.float32, copy=False)
-
-
 def _even_words(seg: _Segment) -> list[AsrWord]:
     """Fallback when a segment has no word timings: its units spread evenly over its span."""
     return split_units(AsrWord(seg.start, seg.end, seg.text))
@@ -736,7 +557,7 @@ class WhisperASR(_WhisperBase):
             self.model,
             audio,
             verbose=None,
-            temperature=p["temperatures"],
+            temperature=self._temps or p["temperatures"],
             compression_ratio_threshold=p["compression_ratio_threshold"],
             logprob_threshold=p["logprob_threshold"],
             no_speech_threshold=p["no_speech_threshold"],
@@ -859,7 +680,7 @@ class FasterWhisperASR(_WhisperBase):
             task="transcribe",
             beam_size=p["beam_size"],
             best_of=1,
-            temperature=list(p["temperatures"]),
+            temperature=list(self._temps or p["temperatures"]),
             compression_ratio_threshold=p["compression_ratio_threshold"],
             log_prob_threshold=p["logprob_threshold"],
             no_speech_threshold=p["no_speech_threshold"],
@@ -933,34 +754,3 @@ def clear_cache() -> None:
     with _CACHE_LOCK:
         _BACKEND_CACHE.clear()
         _MODELS.clear()
-
-
-# -------------------------------------------------------------------------------------- audio
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE, stream_index: int = 0) -> np.ndarray:
-    """Decode the ``stream_index``-th audio stream of a media file with PyAV, resampled to ``sr``
-    Hz, channels averaged to mono, float32 in [-1, 1]. A file without an audio stream (or with
-    no decodable audio frame) gives an empty array; an unreadable file raises PyAV's error."""
-    import av
-
-    with av.open(str(path)) as container:
-        streams = container.streams.audio
-        if len(streams) <= stream_index:
-            return np.zeros(0, dtype=np.float32)
-        stream = streams[stream_index]
-        # Resample in the source channel layout, then average the channels ourselves: FFmpeg's
-        # own stereo->mono downmix sums the channels at -3 dB, which makes correlated stereo
-        # louder than either channel and can clip.
-        resampler = av.AudioResampler(format="fltp", rate=sr)
-        chunks: list[np.ndarray] = []
-
-        def take(frames: Sequence[Any]) -> None:
-            for f in frames:
-                x = f.to_ndarray()
-                chunks.append(x.mean(axis=0) if x.ndim == 2 and x.shape[0] > 1 else x.reshape(-1))
-
-        for frame in container.decode(stream):
-            take(resampler.resample(frame))
-        take(resampler.resample(None))
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.clip(np.concatenate(chunks).astype(np.float32, copy=False), -1.0, 1.0)

@@ -1,4 +1,4 @@
-"""OCR of sampled video frames behind one small interface (SPEC §2, issue 4 item 4).
+"""OCR readers of video frames (RapidOCR, EasyOCR) behind one small interface (SPEC §2).
 
 ``build_ocr(params) -> OcrBackend``; ``OcrBackend.read(frame) -> list[OcrBox]`` where ``frame`` is
 an H×W×3 RGB uint8 array. Boxes come back above the confidence threshold, in reading order
@@ -27,24 +27,11 @@ Parameters (``ocr`` block of ``parameters_ingestion.yml``; every key optional)::
     reuse_hamming: 8       # frame reuse (ocr_frame_stack): max differing hash bits;
                            # 0 = equal hashes only, -1 = no reuse
     reuse_strict: true     # also require noise-level pixel change where the hashes differ
+    latin_spaces: 0.25     # rapidocr: restore word spaces in Latin text of mixed CJK/Latin lines
+                           # by splitting at ink gaps >= this x line height (0/null = off;
+                           # see space_latin_words)
 
-Frame reuse (:func:`ocr_frame_stack`): captions persist for seconds, so a frame that looks like
-the previously OCR'd one reuses that frame's result. Checks, all required:
-
-1. a 2048-bit ternary dHash (:func:`frame_hash`: grey 33×32 box-downscale, one bit for "left
-   cell brighter than right by > 8 levels", one for "darker by > 8") within ``reuse_hamming``
-   bits. The dead zone keeps flat areas stable under noise and re-encoding (a plain dHash flips
-   randomly there); the 32×32 grid sees a caption line appear, vanish or change length;
-2. text-region guard: every text box of the previously OCR'd frame looks the same in both
-   frames (:func:`text_regions_changed`: grey crops scaled to 24 px line height, largest
-   3×3-mean absolute difference ≤ 12 grey levels). A gradient hash cannot see a one-glyph
-   change such as ``¥99`` → ``¥89`` (0-3 of 2048 bits, less than noise); this guard sees
-   60-200 levels (re-encoding/noise: ≤ 8 at JPEG q90, ≤ 16 at q75 on 20 px text);
-3. ``reuse_strict`` (default): the cells where the hashes differ changed by noise level only
-   (:func:`changed_cells_diff` ≤ 12 levels). Without it, new *unboxed* small text appearing
-   on a static frame can hide in the noise floor of the hash (a 28 px word across a dark
-   object: 6 bits; a lone 24 px digit: 4-5 bits; JPEG q75 / σ=2-4 noise: up to 8 bits); with
-   it such text gives 100+ levels while noise and re-encoding stay ≤ 9.
+Frame reuse (``ocr_frame_stack``, ``frame_hash`` ...) lives in ``evads_kedro.backends.ocr_reuse``.
 
 Measured on the 8 synthetic sample ads (96 frames at 1 fps, RapidOCR; 2-core CPU shared with
 other jobs, so absolute times are pessimistic):
@@ -73,7 +60,6 @@ import functools
 import logging
 import re
 import threading
-import time
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,14 +78,9 @@ __all__ = [
     "OcrModelMissingError",
     "RapidOCRBackend",
     "build_ocr",
-    "changed_cells_diff",
-    "frame_hash",
-    "hamming",
     "normalize_ocr_text",
     "postprocess_boxes",
-    "ocr_frame_stack",
     "sort_reading_order",
-    "text_regions_changed",
 ]
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -112,17 +93,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "threads": None,
     "reuse_hamming": 8,
     "reuse_strict": True,
+    "latin_spaces": 0.25,
 }
 
 #: a box joins a line when |Δ centre y| ≤ LINE_TOLERANCE × min(box height, line height)
 LINE_TOLERANCE = 0.5
 
-#: frame hash: grid size (bits = 2 × HASH_SIZE²) and dead zone in grey levels
-HASH_SIZE = 32
-HASH_MARGIN = 8.0
-#: text-region guard: crops scaled to this line height, max 3×3-mean abs diff in grey levels
-REUSE_TEXT_HEIGHT = 24
-REUSE_TEXT_DIFF = 12.0
 
 
 class OcrModelMissingError(FileNotFoundError):
@@ -360,8 +336,10 @@ class RapidOCRBackend(_BaseBackend):
     name = "rapidocr"
 
     def __init__(self, min_score: float = 0.5, max_side: int | None = 960,
-                 threads: int | None = None, device: str = "auto") -> None:
+                 threads: int | None = None, device: str = "auto",
+                 latin_spaces: float | None = 0.25) -> None:
         super().__init__(min_score)
+        self.latin_spaces = float(latin_spaces or 0.0)
         self.max_side = int(max_side) if max_side else None
         self.threads = int(threads) if threads else None
         self.use_cuda = _rapidocr_device(device)
@@ -378,9 +356,75 @@ class RapidOCRBackend(_BaseBackend):
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1
                                else cv2.INTER_CUBIC)
         # PP-OCR models are trained on BGR (cv2) input; RapidOCR passes ndarrays through as-is
-        result, _ = self.engine(np.ascontiguousarray(frame[:, :, ::-1]))
-        return [([(p[0] / scale, p[1] / scale) for p in box], text, score)
-                for box, text, score in (result or [])]
+        bgr = np.ascontiguousarray(frame[:, :, ::-1])
+        result, _ = self.engine(bgr)
+        out = []
+        for box, text, score in result or []:
+            if self.latin_spaces > 0 and _GLUED_MIXED.search(text) and _HAS_CJK.search(text):
+                text = self._space(bgr, box, text)
+            out.append(([(p[0] / scale, p[1] / scale) for p in box], text, score))
+        return out
+
+    def _space(self, bgr: np.ndarray, box: Any, text: str) -> str:
+        crop = self.engine.get_crop_img_list(bgr, [np.asarray(box, np.float32)])[0]
+        pieces = split_at_gaps(crop, self.latin_spaces)
+        if len(pieces) < 2:
+            return text
+        rec, _ = self.engine.text_rec(pieces)
+        return space_latin_words(text, [t for t, _ in rec])
+
+
+# Latin word spaces. PP-OCRv4 keeps the spaces of pure-Latin lines (CLEAN STANDARD) but drops
+# them in lines mixing CJK and Latin (全新气垫跑鞋NEWAIRRUNNER). Measured on rendered captions
+# (14 texts x 4 sizes 20-56 px x Noto Sans CJK Bold/Regular = 112 lines, CJK-Latin spacing
+# ignored: the release glues CJK to Latin 1,715 times and spaces it 218 times): exact lines
+# 84/112 as recognised, 104/112 with ink-gap splitting of mixed lines at 0.25 x line height.
+# The recogniser's CTC column positions did not separate words (word gaps 5-7 columns,
+# letter gaps 1-6), and splitting pure-Latin lines too broke wide letters (STAN DARD at 56 px).
+_GLUED_MIXED = re.compile(r"[A-Za-z0-9][A-Za-z]|[A-Za-z][A-Za-z0-9]")
+_HAS_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _latin(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def split_at_gaps(crop: np.ndarray, min_gap: float) -> list[np.ndarray]:
+    """A text-line crop cut at every ink-free column run of at least ``min_gap`` x its height
+    (ink = the Otsu class not on the border); the crop whole when there is none."""
+    import cv2
+
+    h, w = crop.shape[:2]
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    _, b = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = b > 0
+    if np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]).mean() > 0.5:
+        ink = ~ink
+    blank = ~ink.any(axis=0)
+    cuts, start = [], None
+    for x, v in enumerate([*blank.tolist(), False]):
+        if v and start is None:
+            start = x
+        elif not v and start is not None:
+            if start > 0 and x < w and x - start >= min_gap * h:
+                cuts.append((start + x) // 2)
+            start = None
+    edges = [0, *cuts, w]
+    return [crop[:, a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def space_latin_words(text: str, pieces: Sequence[str]) -> str:
+    """``text`` with one space wherever two recognised ``pieces`` (left to right) meet between
+    two Latin letters/digits; ``text`` unchanged unless the pieces read the same characters
+    (spaces aside), so a piece misread never changes the text."""
+    out = ""
+    for p in (normalize_ocr_text(x) for x in pieces):
+        if not p:
+            continue
+        if out and _latin(out[-1]) and _latin(p[0]):
+            out += " "
+        out += p
+    return out if out.replace(" ", "") == text.replace(" ", "") else text
 
 
 # -------------------------------------------------------------------------------- EasyOCR
@@ -553,7 +597,8 @@ def _build_frozen(frozen: tuple) -> OcrBackend:
     backend = str(p["backend"] or "rapidocr").lower()
     if backend == "rapidocr":
         return RapidOCRBackend(min_score=p["min_score"], max_side=p["max_side"],
-                               threads=p["threads"], device=p["device"])
+                               threads=p["threads"], device=p["device"],
+                               latin_spaces=p["latin_spaces"])
     if backend == "easyocr":
         langs = p["langs"] or ("en",)
         if isinstance(langs, str):
@@ -571,149 +616,3 @@ def build_ocr(params: Mapping[str, Any] | None = None) -> OcrBackend:
     p.pop("reuse_strict")
     with _BUILD_LOCK:
         return _build_frozen(_freeze(p))
-
-
-# ----------------------------------------------------------------------------- frame reuse
-def _grey(frame: np.ndarray) -> np.ndarray:
-    f = frame.astype(np.float32)
-    return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
-
-
-def frame_hash(frame: np.ndarray, size: int = HASH_SIZE, margin: float = HASH_MARGIN
-               ) -> np.ndarray:
-    """Ternary difference hash: bool array of 2·size² bits.
-
-    The grey frame is box-downscaled to (size+1)×size cells; for each horizontal neighbour
-    pair one bit says "left brighter by > margin", one "left darker by > margin". Flat regions
-    give zeros that noise and re-encoding do not flip; edges (text, objects) give stable bits.
-    """
-    from PIL import Image
-
-    g = Image.fromarray(np.asarray(frame, dtype=np.uint8)).convert("L")
-    cells = np.asarray(g.resize((size + 1, size), Image.Resampling.BOX), dtype=np.float32)
-    d = cells[:, :-1] - cells[:, 1:]
-    return np.concatenate([(d > margin).ravel(), (d < -margin).ravel()])
-
-
-def hamming(a: np.ndarray, b: np.ndarray) -> int:
-    """Number of differing bits of two hashes of the same size."""
-    return int(np.count_nonzero(np.asarray(a) != np.asarray(b)))
-
-
-def _box_mean3(a: np.ndarray) -> np.ndarray:
-    """3×3 mean (valid part) via cumulative sums."""
-    c = np.pad(a, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    s = c[3:, 3:] - c[:-3, 3:] - c[3:, :-3] + c[:-3, :-3]
-    return s / 9.0
-
-
-def text_regions_changed(prev: np.ndarray, cur: np.ndarray, boxes: Sequence[OcrBox],
-                         max_diff: float = REUSE_TEXT_DIFF, line_height: int = REUSE_TEXT_HEIGHT
-                         ) -> float:
-    """Largest local change (grey levels) inside the text boxes of ``prev`` between the two
-    frames; ``> max_diff`` means "a caption changed". Each box (padded by 15 % of its height)
-    is cropped from both frames, scaled to ``line_height`` px tall, and the absolute
-    difference is averaged over 3×3 windows: a changed glyph gives tens of levels, noise and
-    re-encoding a few. Returns the largest value over the boxes (0.0 without boxes); stops
-    early once one box exceeds ``max_diff``."""
-    from PIL import Image
-
-    if prev.shape != cur.shape:
-        return float("inf")
-    h, w = prev.shape[:2]
-    worst = 0.0
-    for b in boxes:
-        pad = 0.15 * b.height
-        x0, x1 = max(0, int(b.x0 - pad)), min(w, int(np.ceil(b.x1 + pad)))
-        y0, y1 = max(0, int(b.y0 - pad)), min(h, int(np.ceil(b.y1 + pad)))
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            continue
-        scale = line_height / (y1 - y0)
-        size = (max(4, int(round((x1 - x0) * scale))), max(4, int(round((y1 - y0) * scale))))
-        crops = []
-        for f in (prev, cur):
-            g = Image.fromarray(np.ascontiguousarray(f[y0:y1, x0:x1])).convert("L")
-            crops.append(np.asarray(g.resize(size, Image.Resampling.BOX), dtype=np.float32))
-        diff = float(_box_mean3(np.abs(crops[0] - crops[1])).max())
-        worst = max(worst, diff)
-        if worst > max_diff:
-            break
-    return worst
-
-
-def changed_cells_diff(prev: np.ndarray, cur: np.ndarray, prev_hash: np.ndarray,
-                       cur_hash: np.ndarray, size: int = HASH_SIZE, cell_px: int = 8) -> float:
-    """Largest local change (grey levels) in the hash cells whose bits differ.
-
-    The hash says *where* the two frames differ (each differing bit names two neighbouring
-    cells); this measures *how much*: both frames are box-scaled to ``cell_px`` pixels per cell,
-    and the 3×3-mean absolute difference is maximised over the differing cells and their
-    8 neighbours. Noise and re-encoding stay at a few levels; new text (even one small glyph)
-    or moving objects give tens. 0.0 when the hashes are equal.
-    """
-    from PIL import Image
-
-    pairs = (np.asarray(prev_hash) != np.asarray(cur_hash)).reshape(2, size, size).any(0)
-    if not pairs.any():
-        return 0.0
-    cells = np.zeros((size, size + 1), bool)
-    cells[:, :-1] |= pairs
-    cells[:, 1:] |= pairs
-    padded = np.pad(cells, 1)
-    grown = np.zeros_like(cells)
-    for dy in range(3):
-        for dx in range(3):
-            grown |= padded[dy:dy + size, dx:dx + size + 1]
-    wh = ((size + 1) * cell_px, size * cell_px)
-    g = [np.asarray(Image.fromarray(np.asarray(f, dtype=np.uint8)).convert("L")
-                    .resize(wh, Image.Resampling.BOX), dtype=np.float32) for f in (prev, cur)]
-    local = np.pad(_box_mean3(np.abs(g[0] - g[1])), 1)
-    mask = np.repeat(np.repeat(grown, cell_px, 0), cell_px, 1)
-    return float(local[mask].max())
-
-
-def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None = 8, *,
-                    strict: bool = True, text_diff: float = REUSE_TEXT_DIFF
-                    ) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
-    """OCR every frame of ``frames`` (a list of RGB arrays or a ``FrameStack``); per frame the
-    box texts in reading order.
-
-    A frame reuses the result of the previously OCR'd frame (the last one actually read, so
-    small changes cannot accumulate) when
-
-    1. its :func:`frame_hash` is within ``reuse_hamming`` bits of that frame's hash, and
-    2. no text box of that frame changed (:func:`text_regions_changed` ≤ ``text_diff``), and
-    3. with ``strict`` (default), every region where the hashes differ changed by noise level
-       only (:func:`changed_cells_diff` ≤ ``text_diff``).
-
-    ``reuse_hamming`` None or < 0 disables reuse. Stats: ``frames``, ``ocr_calls``,
-    ``reused``, ``seconds`` (wall time of the whole call, OCR included), ``guard_rejects``
-    (hash within the threshold, but check 2 or 3 said the content changed).
-    """
-    frames = list(getattr(frames, "frames", frames))
-    t0 = time.perf_counter()
-    reuse = reuse_hamming is not None and reuse_hamming >= 0
-    out: list[tuple[str, ...]] = []
-    calls = reused = guard_rejects = 0
-    # the previously OCR'd frame: (frame, hash, boxes, texts)
-    anchor: tuple[np.ndarray, np.ndarray, list[OcrBox], tuple[str, ...]] | None = None
-    for frame in frames:
-        frame = _check_frame(frame)
-        h = frame_hash(frame) if reuse else None
-        if reuse and anchor is not None and hamming(h, anchor[1]) <= reuse_hamming:
-            if (text_regions_changed(anchor[0], frame, anchor[2], text_diff) <= text_diff
-                    and (not strict
-                         or changed_cells_diff(anchor[0], frame, anchor[1], h) <= text_diff)):
-                out.append(anchor[3])
-                reused += 1
-                continue
-            guard_rejects += 1
-        boxes = backend.read(frame)
-        calls += 1
-        texts = tuple(b.text for b in boxes)
-        out.append(texts)
-        if reuse:
-            anchor = (frame, h, boxes, texts)
-    stats = {"frames": len(frames), "ocr_calls": calls, "reused": reused,
-             "seconds": round(time.perf_counter() - t0, 3), "guard_rejects": guard_rejects}
-    return out, stats

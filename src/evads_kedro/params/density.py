@@ -43,6 +43,7 @@ class Density(Block):
 
     datasets: dict[str, str] | None = None
     samples_dataset: str | None = None
+    samples_video_root: str | None = None
     released_vden: bool | None = None
     max_videos_per_dataset: PositiveInt | None = None
     fps: PositiveFloat | None = None

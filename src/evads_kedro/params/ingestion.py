@@ -25,6 +25,7 @@ class Asr(PluginBlock):
     language_switch_prob: float | None = None
     mandarin_prior: float | None = Field(default=None, ge=0, le=1)
     retry_dropped: bool | None = None
+    fallback: Literal["always", "on_drop", "never"] | None = None
     device: str | None = None
     compute_type: str | None = None
     cpu_threads: NonNegativeInt | None = None
@@ -53,6 +54,7 @@ class Ocr(PluginBlock):
     threads: PositiveInt | None = None
     reuse_hamming: int | None = None
     reuse_strict: bool | None = None
+    latin_spaces: NonNegativeFloat | None = None
 
 
 class Ingestion(Block):

@@ -115,9 +115,12 @@ def text_density_per_video(
 
 
 def samples_text_density(timelines: pd.DataFrame, videos: pd.DataFrame,
-                         name: str) -> pd.DataFrame:
-    """The project's ingested videos (ingestion's ``video_timelines`` / ``ingested_videos``) as
-    the table row ``name`` (``density.samples_dataset``)."""
+                         name: str, samples_video_root: str | None) -> pd.DataFrame:
+    """The project's sample ads (ingestion's ``video_timelines`` / ``ingested_videos`` of the
+    videos under ``density.samples_video_root``; videos ingested from other folders belong to
+    their ``density.datasets`` row, not to this one) as the table row ``name``
+    (``density.samples_dataset``)."""
+    videos = samples_only(videos, {"samples_video_root": samples_video_root})
     if videos is None or videos.empty:
         logger.warning("No ingested videos (put ads in data/01_raw/videos, run `make samples`): "
                        "the %r row is omitted", name)
@@ -277,7 +280,7 @@ def visual_density_per_video(
         logger.warning("No frame stacks from ingestion: no V_den for %r", name)
     wanted = sorted(frames)
     if ingested_videos is not None and "video_id" in ingested_videos:
-        known = set(ingested_videos["video_id"].astype(str))
+        known = set(samples_only(ingested_videos, params)["video_id"].astype(str))
         stale = [v for v in wanted if v not in known]
         if stale:
             logger.info("%d frame stack(s) of videos no longer ingested ignored (e.g. %s)",
@@ -351,6 +354,37 @@ def visual_density_per_video(
     )
     table = pd.DataFrame(rows, columns=VISUAL_COLUMNS)
     return store.new, table
+
+
+def samples_only(videos: pd.DataFrame | None, params: dict[str, Any]) -> pd.DataFrame:
+    """The ingested videos whose file lies under ``samples_video_root`` (all of them when the
+    key is null or the table has no ``video_path``); says so when others are left out."""
+    if videos is None or videos.empty:
+        return pd.DataFrame(columns=["video_id"]) if videos is None else videos
+    root = params.get("samples_video_root")
+    if not root or "video_path" not in videos:
+        return videos
+    base = Path(str(root)).expanduser()
+    # a relative root is the project's folder wherever the project lives (a run's cwd or a
+    # copy of the project): match it as a run of path components
+    parts = tuple(x for x in base.parts if x not in (".", ""))
+
+    def under(p: Any) -> bool:
+        try:
+            path = Path(str(p)).expanduser()
+            if base.is_absolute():
+                return path.resolve().is_relative_to(base.resolve())
+            dirs = path.resolve().parts[:-1] if path.is_absolute() else path.parts[:-1]
+            return any(dirs[i:i + len(parts)] == parts for i in range(len(dirs)))
+        except (OSError, ValueError):
+            return False
+
+    keep = videos["video_path"].map(under)
+    if not keep.all():
+        logger.info("%d ingested video(s) outside %s are not sample ads: left out of the %r row "
+                    "(measure them with density.datasets.NAME=<their folder>)", int((~keep).sum()),
+                    base, params.get("samples_dataset", "samples"))
+    return videos[keep.astype(bool)]
 
 
 def _ingested_timelines(videos: pd.DataFrame | None) -> dict[str, str]:

@@ -26,7 +26,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.samples_text_density,
-                inputs=["video_timelines", "ingested_videos", "params:density.samples_dataset"],
+                inputs=["video_timelines", "ingested_videos", "params:density.samples_dataset",
+                        "params:density.samples_video_root"],
                 outputs="samples_text_density",
                 name="samples_text_density",
             ),

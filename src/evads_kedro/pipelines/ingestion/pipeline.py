@@ -7,14 +7,14 @@ video half at your own ads with ``--params "ingestion.video_root=/my/ads"``.
 
 from kedro.pipeline import Node, Pipeline
 
-from evads_kedro.pipelines.ingestion import nodes, nodes_video, report
+from evads_kedro.pipelines.ingestion import released_nodes, report, video_nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     released = Pipeline(
         [
             Node(
-                nodes.import_released,
+                released_nodes.import_released,
                 inputs=["released_sft_raw", "released_rl_raw", "params:ingestion.released"],
                 outputs=[
                     "released_videos",
@@ -31,34 +31,34 @@ def create_pipeline(**kwargs) -> Pipeline:
     videos = Pipeline(
         [
             Node(
-                nodes_video.probe_videos,
+                video_nodes.probe_videos,
                 inputs=["raw_videos", "video_probes_previous", "params:ingestion"],
                 outputs=["video_probes", "ingestion_probe_stats"],
                 name="probe_videos",
             ),
             Node(
-                nodes_video.decode_frames,
+                video_nodes.decode_frames,
                 inputs=["video_probes", "frames_existing", "decode_records_existing",
                         "params:ingestion"],
                 outputs=["frames", "decode_records", "ingestion_decode_stats"],
                 name="decode_frames",
             ),
             Node(
-                nodes_video.ocr_frames,
+                video_nodes.ocr_frames,
                 inputs=["video_probes", "frames", "decode_records", "ocr_records_existing",
                         "params:ingestion"],
                 outputs=["ocr_records", "ingestion_ocr_stats"],
                 name="ocr_frames",
             ),
             Node(
-                nodes_video.transcribe_audio,
+                video_nodes.transcribe_audio,
                 inputs=["video_probes", "decode_records", "raw_videos", "asr_records_existing",
                         "params:ingestion"],
                 outputs=["asr_records", "ingestion_asr_stats"],
                 name="transcribe_audio",
             ),
             Node(
-                nodes_video.build_timelines,
+                video_nodes.build_timelines,
                 inputs=["video_probes", "decode_records", "ocr_records", "asr_records",
                         "raw_videos", "timeline_texts_existing", "params:ingestion"],
                 outputs=["video_timelines", "ingested_videos", "timeline_texts",

@@ -105,9 +105,9 @@ def _speech_lines(videos: pd.DataFrame | None, metric) -> list[str]:
     if len(spoken):
         counts = spoken.groupby("asr_language").size().sort_values(ascending=False)
         sources = spoken.groupby("asr_language_source").size().to_dict()
+        chosen = ", ".join(f"{k}: {v}" for k, v in sorted(sources.items()))
         lines += ["", "Speech languages: " + ", ".join(f"{k}: {v}" for k, v in counts.items())
-                  + " (chosen by " + ", ".join(f"{k}: {v}" for k, v in sorted(sources.items()))
-                  + ")."]
+                  + (f" (chosen by {chosen})" if chosen else "") + "."]
         for lang, n in counts.items():
             metric(f"asr.language.{lang}", n)
     lost = videos[videos["asr_all_dropped"].notna()] if "asr_all_dropped" in videos else []

@@ -1,4 +1,5 @@
-"""Nodes of the ``ingestion`` pipeline."""
+"""The released half of ``ingestion``: the node importing the released E-VAds parquets
+(logic in ``released.py``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Building blocks of the video stages of ``ingestion``: names, keys, backends, progress.
+"""Helpers of the video half of ``ingestion``: names, keys, backends, progress.
 
 * Video ids are file stems; :func:`check_name` refuses names that cannot safely become
   partition file names.

@@ -48,7 +48,7 @@ import pandas as pd
 
 from evads_kedro.executors import executor_params, fan_out, limit_threads
 from evads_kedro.pipelines.ingestion.released import TIMELINE_COLUMNS, VIDEO_COLUMNS
-from evads_kedro.pipelines.ingestion.stages import (
+from evads_kedro.pipelines.ingestion.video_helpers import (
     StageProgress,
     asr_params,
     build_backend,
@@ -390,7 +390,7 @@ def ocr_one(job: dict[str, Any]) -> dict[str, Any]:
 
     The backend is built once per process and parameter set (``build_backend``); a backend
     that cannot be built raises (a configuration error, not the video's fault)."""
-    from evads_kedro.backends.ocr import ocr_frame_stack
+    from evads_kedro.backends.ocr_reuse import ocr_frame_stack
 
     limit_threads(job.get("threads"))
     row, key, dkey = job["row"], job["key"], job["dkey"]
@@ -487,27 +487,40 @@ def _sidecar(raw_videos: Partitions | None, file: str) -> dict[str, Any] | None:
 def video_asr_params(params: dict[str, Any], sidecar: dict[str, Any] | None) -> dict[str, Any]:
     """The ASR parameters of one video: ``ingestion.asr``, with ``language`` forced by the
     sidecar's ``language`` field (an ISO code such as ``en``) when ``sidecar_language`` is on.
-    Without a sidecar the backend's ``language`` applies (default ``auto``: detected per
-    video)."""
+    ``mixed`` (Mandarin/English code-switching, as the synthetic samples write it) decodes as
+    zh unless Whisper gives en a probability >= ``language_switch_prob``. A sidecar's language
+    is taken as known: no retry in another language when guards drop the decode
+    (``retry_dropped: false``), since a retry would only swap dropped speech for a language the
+    sidecar rules out. Without a sidecar the backend's ``language`` applies (default ``auto``:
+    detected per video)."""
     ap = asr_params(params)
-    lang = (sidecar or {}).get("language")
-    if params.get("sidecar_language", True) and isinstance(lang, str) and _LANG.fullmatch(lang):
-        ap["language"] = lang
+    lang = _forced_language(params, sidecar)
+    if lang is not None:
+        ap["language"] = list(lang) if isinstance(lang, tuple) else lang
+        ap["retry_dropped"] = False
     return ap
 
 
+def _forced_language(params: dict[str, Any], sidecar: dict[str, Any] | None
+                     ) -> str | tuple[str, ...] | None:
+    lang = (sidecar or {}).get("language")
+    if not params.get("sidecar_language", True) or not isinstance(lang, str):
+        return None
+    if lang == "mixed":
+        return ("zh", "en")
+    return lang if _LANG.fullmatch(lang) else None
+
+
 def _sidecar_language(params: dict[str, Any], raw_videos: Partitions, row: pd.Series) -> bool:
-    """True when the video's sidecar forces its ASR language."""
-    lang = (_sidecar(raw_videos, row["file"]) or {}).get("language")
-    return bool(params.get("sidecar_language", True) and isinstance(lang, str)
-                and _LANG.fullmatch(lang))
+    """True when the video's sidecar sets its ASR language."""
+    return _forced_language(params, _sidecar(raw_videos, row["file"])) is not None
 
 
 def transcribe_one(job: dict[str, Any]) -> dict[str, Any]:
     """Worker task of :func:`transcribe_audio`: one video -> ``{"record", "setup_s",
     "silent"}``. An unreadable audio track fails the video; a backend that cannot be built
     raises (a configuration error for the whole run, e.g. missing weights)."""
-    from evads_kedro.backends.asr import load_audio
+    from evads_kedro.backends.asr_audio import load_audio
 
     limit_threads(job.get("threads"))
     row, key, ap = job["row"], job["key"], job["ap"]
