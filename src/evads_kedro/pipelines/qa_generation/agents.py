@@ -85,7 +85,7 @@ LOCAL_PREFILL = '[{"task": "{task}", "question": "'
 
 # Lengths (characters) of the schema's strings: they bound a constrained reply, so a small
 # model that loops inside a string still closes the item.
-_MAX_CHARS = {"question": 80, "answer": 120, "clues": 200, "quote": 60}
+_MAX_CHARS = {"question": 60, "answer": 80, "clues": 120, "quote": 40}
 
 
 def items_schema(tasks: Sequence[str], n_items: int) -> dict[str, Any]:
@@ -103,9 +103,9 @@ def items_schema(tasks: Sequence[str], n_items: int) -> dict[str, Any]:
                 "question": {**s, "minLength": 1, "maxLength": _MAX_CHARS["question"]},
                 "answer": {**s, "minLength": 1, "maxLength": _MAX_CHARS["answer"]},
                 "clues": {**s, "maxLength": _MAX_CHARS["clues"]},
-                "cited_seconds": {"type": "array", "maxItems": 4,
+                "cited_seconds": {"type": "array", "maxItems": 3,
                                   "items": {"type": "integer", "minimum": 0}},
-                "quotes": {"type": "array", "minItems": 1, "maxItems": 3, "items": quote}}}
+                "quotes": {"type": "array", "minItems": 1, "maxItems": 2, "items": quote}}}
     return {"type": "array", "minItems": 1, "maxItems": max(1, int(n_items)), "items": item}
 
 
