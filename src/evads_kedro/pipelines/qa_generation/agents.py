@@ -85,7 +85,7 @@ LOCAL_PREFILL = '[{"task": "{task}", "question": "'
 
 # Lengths (characters) of the schema's strings: they bound a constrained reply, so a small
 # model that loops inside a string still closes the item.
-_MAX_CHARS = {"question": 60, "answer": 80, "clues": 120, "quote": 40}
+_MAX_CHARS = {"question": 50, "answer": 60, "clues": 80, "quote": 30}
 
 
 def items_schema(tasks: Sequence[str], n_items: int) -> dict[str, Any]:
