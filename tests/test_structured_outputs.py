@@ -112,6 +112,7 @@ def test_qa_agents_ask_for_their_json_schema():
         generate,
         items_schema,
         load_personas,
+        timeline_quotes,
     )
 
     item = {"task": "BP", "question": "价格？", "answer": "59元", "clues": "第3秒字幕",
@@ -133,7 +134,9 @@ def test_qa_agents_ask_for_their_json_schema():
     schemas = [b["response_format"]["json_schema"]["schema"] for b in bodies]
     # call k asks for the persona's k-th task; the reply is held to JSON by the server
     schemas.sort(key=lambda sc: sc["items"]["properties"]["task"]["enum"])
-    assert schemas == [items_schema(["BP"], 1), items_schema(["CI"], 1)]
+    quotes = timeline_quotes(ctx["timeline_full"])
+    assert quotes == [{"modality": "ocr", "second": 3, "text": "限时特价59元"}]
+    assert schemas == [items_schema(["BP"], 1, quotes), items_schema(["CI"], 1, quotes)]
     assert all(prompt_text(b).count("Sure") == 0 for b in bodies)
     assert not rejections and [c["item"]["answer"] for c in cands] == ["59元", "59元"]
     assert backend.structured_stats["json"]["mode"] == "response_format"

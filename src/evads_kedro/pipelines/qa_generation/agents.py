@@ -88,23 +88,47 @@ LOCAL_PREFILL = '[{"task": "{task}", "question": "'
 _MAX_CHARS = {"question": 50, "answer": 60, "clues": 80, "quote": 30}
 
 
-def items_schema(tasks: Sequence[str], n_items: int) -> dict[str, Any]:
+def timeline_quotes(timeline_full: str, max_chars: int = _MAX_CHARS["quote"] * 2
+                    ) -> list[dict[str, Any]]:
+    """Every quotable line of a timeline, ``{"modality", "second", "text"}``: each OCR box and
+    the ASR text of each second, verbatim (lines longer than ``max_chars`` skipped)."""
+    from evads_kedro.timeline import parse_timeline
+
+    out = []
+    for rec in parse_timeline(timeline_full or "").per_second():
+        texts = [("ocr", t) for t in rec.ocr] + [("asr", rec.asr)]
+        out += [{"modality": m, "second": int(rec.second), "text": t.strip()}
+                for m, t in texts if t and t.strip() and len(t.strip()) <= max_chars]
+    seen: set[str] = set()
+    return [q for q in out if (k := json.dumps(q, ensure_ascii=False)) not in seen
+            and not seen.add(k)]
+
+
+def items_schema(tasks: Sequence[str], n_items: int,
+                 quotes: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """JSON schema of a persona's reply: an array of 1..``n_items`` items with exactly
-    :data:`ITEM_KEYS` (in that order), ``task`` one of ``tasks``, bounded strings/lists."""
+    :data:`ITEM_KEYS` (in that order), ``task`` one of ``tasks``, bounded strings/lists.
+    Given the timeline's ``quotes`` (:func:`timeline_quotes`), a quote is one of them and a
+    cited second one of their seconds: the verifier's verbatim-quote rule holds by
+    construction."""
     s = {"type": "string"}
-    quote = {"type": "object", "additionalProperties": False,
-             "required": ["modality", "second", "text"],
-             "properties": {"modality": {"type": "string", "enum": ["ocr", "asr"]},
-                            "second": {"type": "integer", "minimum": 0},
-                            "text": {**s, "minLength": 1, "maxLength": _MAX_CHARS["quote"]}}}
+    quote: dict[str, Any] = {
+        "type": "object", "additionalProperties": False,
+        "required": ["modality", "second", "text"],
+        "properties": {"modality": {"type": "string", "enum": ["ocr", "asr"]},
+                       "second": {"type": "integer", "minimum": 0},
+                       "text": {**s, "minLength": 1, "maxLength": _MAX_CHARS["quote"]}}}
+    second: dict[str, Any] = {"type": "integer", "minimum": 0}
+    if quotes:
+        quote = {"enum": [dict(q) for q in quotes]}
+        second = {"type": "integer", "enum": sorted({int(q["second"]) for q in quotes})}
     item = {"type": "object", "additionalProperties": False, "required": list(ITEM_KEYS),
             "properties": {
                 "task": {"type": "string", "enum": list(tasks)} if tasks else s,
                 "question": {**s, "minLength": 1, "maxLength": _MAX_CHARS["question"]},
                 "answer": {**s, "minLength": 1, "maxLength": _MAX_CHARS["answer"]},
                 "clues": {**s, "maxLength": _MAX_CHARS["clues"]},
-                "cited_seconds": {"type": "array", "maxItems": 3,
-                                  "items": {"type": "integer", "minimum": 0}},
+                "cited_seconds": {"type": "array", "maxItems": 3, "items": second},
                 "quotes": {"type": "array", "minItems": 1, "maxItems": 2, "items": quote}}}
     return {"type": "array", "minItems": 1, "maxItems": max(1, int(n_items)), "items": item}
 
@@ -267,7 +291,7 @@ def generate(backend, contexts: Sequence[Mapping[str, Any]], personas: Sequence[
                 if structured:  # the grammar holds the reply to JSON: no prefill needed;
                     # call k asks for the persona's k-th task, as the local prefill does
                     task = [p.tasks[k % len(p.tasks)]] if p.tasks else []
-                    schema = items_schema(task, n_items)
+                    schema = items_schema(task, n_items, timeline_quotes(ctx["timeline_full"]))
                 msgs = build_messages(p, ctx, n_items,
                                       None if structured else prefill_text(params, p, k))
                 dec = dict(decoding)
