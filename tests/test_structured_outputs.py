@@ -126,7 +126,8 @@ def test_qa_agents_ask_for_their_json_schema():
               "calls_per_agent": 2, "structured": True,
               "decoding": {"temperature": 0.2, "seed": 0, "max_tokens": 64}}
     ctx = {"video_id": "v1", "category": "服饰鞋包", "duration_s": 6.0,
-           "timeline_full": "Time 3s: OCR Text: [限时特价59元]", "captions": None}
+           "timeline_full": "Category: 服饰鞋包\nDuration: 6s\n\n[Time-aligned Events]:\n"
+                            "Time 3s: OCR Text: [限时特价59元]", "captions": None}
     with FakeLLMServer(respond, structured={"response_format"}) as srv:
         backend = build_chat(_backend(srv, "writer"))
         cands, rejections = generate(backend, [ctx], load_personas(params), params)
@@ -134,6 +135,7 @@ def test_qa_agents_ask_for_their_json_schema():
     schemas = [b["response_format"]["json_schema"]["schema"] for b in bodies]
     # call k asks for the persona's k-th task; the reply is held to JSON by the server
     schemas.sort(key=lambda sc: sc["items"]["properties"]["task"]["enum"])
+    assert timeline_quotes("not a timeline") == []
     quotes = timeline_quotes(ctx["timeline_full"])
     assert quotes == [{"modality": "ocr", "second": 3, "text": "限时特价59元"}]
     assert schemas == [items_schema(["BP"], 1, quotes), items_schema(["CI"], 1, quotes)]

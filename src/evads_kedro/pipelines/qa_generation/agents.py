@@ -91,11 +91,16 @@ _MAX_CHARS = {"question": 50, "answer": 60, "clues": 80, "quote": 30}
 def timeline_quotes(timeline_full: str, max_chars: int = _MAX_CHARS["quote"] * 2
                     ) -> list[dict[str, Any]]:
     """Every quotable line of a timeline, ``{"modality", "second", "text"}``: each OCR box and
-    the ASR text of each second, verbatim (lines longer than ``max_chars`` skipped)."""
-    from evads_kedro.timeline import parse_timeline
+    the ASR text of each second, verbatim (lines longer than ``max_chars`` skipped); none for
+    a timeline that does not parse (the schema then leaves quotes free)."""
+    from evads_kedro.timeline import TimelineParseError, parse_timeline
 
+    try:
+        records = parse_timeline(timeline_full or "").per_second()
+    except TimelineParseError:
+        return []
     out = []
-    for rec in parse_timeline(timeline_full or "").per_second():
+    for rec in records:
         texts = [("ocr", t) for t in rec.ocr] + [("asr", rec.asr)]
         out += [{"modality": m, "second": int(rec.second), "text": t.strip()}
                 for m, t in texts if t and t.strip() and len(t.strip()) <= max_chars]
