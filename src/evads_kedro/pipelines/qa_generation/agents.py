@@ -85,7 +85,7 @@ LOCAL_PREFILL = '[{"task": "{task}", "question": "'
 
 # Lengths (characters) of the schema's strings: they bound a constrained reply, so a small
 # model that loops inside a string still closes the item.
-_MAX_CHARS = {"question": 50, "answer": 60, "clues": 80, "quote": 30}
+_MAX_CHARS = {"question": 50, "answer": 50, "clues": 80, "quote": 30}
 
 
 def timeline_quotes(timeline_full: str, max_chars: int = _MAX_CHARS["quote"] * 2
