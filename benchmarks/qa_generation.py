@@ -78,7 +78,8 @@ class _Kept:
         return Kept
 
 
-def run_variant(videos: pd.DataFrame, structured, threads: int, workdir: Path) -> dict:
+def run_variant(videos: pd.DataFrame, structured, threads: int, workdir: Path,
+                personas: list[str] | None = None) -> dict:
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
 
@@ -93,6 +94,8 @@ def run_variant(videos: pd.DataFrame, structured, threads: int, workdir: Path) -
     params["llm"] = {**params["llm"], "num_threads": threads}
     params["calls_per_agent"] = 1
     params["structured"] = structured
+    if personas:
+        params["personas"] = {k: v for k, v in params["personas"].items() if k in personas}
     cache_path = workdir / f"cache_{structured}.jsonl"
     kept = _Kept.make()
     ds = {"ingested_videos": MemoryDataset(videos),
@@ -137,6 +140,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--videos", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--variants", nargs="+", default=["false", "auto"])
+    ap.add_argument("--personas", nargs="+", default=None, help="a subset (default: all 5)")
     args = ap.parse_args(argv)
     videos = released_videos(args.data_dir, args.videos) if args.source == "released" \
         else sample_videos(args.videos)
@@ -144,7 +148,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for v in args.variants:
             structured = {"false": False, "true": True}.get(v, v)
-            results.append(run_variant(videos, structured, args.threads, Path(tmp)))
+            results.append(run_variant(videos, structured, args.threads, Path(tmp),
+                                       args.personas))
             print(json.dumps(results[-1], ensure_ascii=False), flush=True)
     print(f"\n{len(videos)} {args.source} ads ({', '.join(map(str, videos['video_id']))}), "
           "one call per persona per video, packaged SmolLM2-135M")
