@@ -7,10 +7,11 @@ candidate is accounted for (final or rejected with a reason), and that JSON-sche
 (``structured: auto``, xgrammar) holds: every reply parses, and no quote or cited second is
 off the timeline. It does not assert that items survive the blind check.
 
-Runtime: free text with the prefill ran every call to ``max_tokens`` 320 (~400 s for the 10
-calls); schema-constrained replies close after ~120 tokens (measured on one 8 s ad, 1 thread:
-18.7 / 20.3 s CPU per call against 49.2 / 8.2 s for free text, which stopped at 320 tokens or
-after an unusable 39-token reply).
+Runtime: schema-constrained replies close after ~120 tokens (one 8 s ad, 1 thread: 18.7 /
+20.3 s CPU per call against 49.2 / 8.2 s for free text, which ran to 320 tokens or stopped
+after an unusable 39-token reply); more items now pass the verifier, so the blind check makes
+more calls. One run on 2 shared cores at load 7-16: 1248 s wall, 555 s CPU (sample-ad
+rendering included).
 """
 
 from __future__ import annotations

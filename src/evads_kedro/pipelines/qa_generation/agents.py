@@ -85,7 +85,11 @@ LOCAL_PREFILL = '[{"task": "{task}", "question": "'
 
 # Lengths (characters) of the schema's strings: they bound a constrained reply, so a small
 # model that loops inside a string still closes the item.
-_MAX_CHARS = {"question": 50, "answer": 50, "clues": 80, "quote": 30}
+_MAX_CHARS = {"question": 40, "answer": 40, "clues": 40, "quote": 30}
+# Token budget of a schema-constrained reply: the bounds above in the worst case (~1.8
+# SmolLM2 tokens per CJK character, plus keys and two quotes) stay below it, so a reply is
+# never cut mid-string (a cut reply would parse as its quotes array).
+STRUCTURED_MIN_TOKENS = 384
 
 
 def timeline_quotes(timeline_full: str, max_chars: int = _MAX_CHARS["quote"] * 2
@@ -300,6 +304,9 @@ def generate(backend, contexts: Sequence[Mapping[str, Any]], personas: Sequence[
                 msgs = build_messages(p, ctx, n_items,
                                       None if structured else prefill_text(params, p, k))
                 dec = dict(decoding)
+                if structured:
+                    dec["max_tokens"] = max(int(dec.get("max_tokens", 1024)),
+                                            STRUCTURED_MIN_TOKENS)
                 if k and dec.get("seed") is not None:
                     dec["seed"] = int(dec["seed"]) + k
                 ident = {"kind": "qa_generation", "model": backend.model_id,
