@@ -38,6 +38,7 @@ from evads_kedro.calls.cache import JsonlCache  # noqa: E402
 from evads_kedro.calls.judge import judge_settings, levels_reachable  # noqa: E402
 from evads_kedro.pipelines.evaluation.judge_probes import (  # noqa: E402
     check_summary,
+    finite,
     probe_rows,
     score_probes,
 )
@@ -113,7 +114,7 @@ def main(argv=None) -> dict:
            "spearman": s["spearman"], "record_chars": args.record_chars,
            "judges": summary["judges"], "kappa": summary["kappa"],
            "seconds": {"levels": round(t_levels, 1), "probes": round(t_probes, 1)}}
-    print(json.dumps(out, ensure_ascii=False, default=str))
+    print(json.dumps(finite(out), ensure_ascii=False, default=str))
     return out
 
 

@@ -7,6 +7,14 @@
 (200 with a cut-off JSON body), :class:`Hang` (sleep past the client's timeout). Every request
 is recorded (``server.requests``) and the peak number of requests in flight is tracked.
 
+Structured outputs: ``FakeLLMServer(structured={...})`` names the request fields the server
+honours among :data:`STRUCTURED_FIELDS` (vLLM ``structured_outputs`` / ``guided_choice`` /
+``guided_json``, OpenAI ``response_format``); a request carrying another of them gets HTTP 400
+(as OpenAI answers an unknown argument), and an honoured one constrains the scripted reply (a
+choice: the scripted text if legal, else the first option; JSON: the scripted text if it
+parses, else the first JSON value inside it, else ``[]``/``{}``). ``structured=None`` (the
+default) ignores all of them, as before.
+
 Standalone: ``python tests/llm_server.py --port 8000 --latency 0.2`` serves
 ``<answer>ok</answer>`` replies (and ``Answer: 1.0`` to judge prompts) with a fixed latency.
 """
@@ -50,6 +58,44 @@ class Hang:
 
 
 Action = Reply | Status | Truncated | Hang
+STRUCTURED_FIELDS = ("structured_outputs", "guided_choice", "guided_json", "response_format")
+
+
+def structured_field(body: dict[str, Any]) -> str | None:
+    """The structured-output field a request carries, if any."""
+    return next((f for f in STRUCTURED_FIELDS if body.get(f) is not None), None)
+
+
+def _constrain(field_name: str, spec: Any, text: str) -> str:
+    """``text`` held to the constraint ``spec`` of ``field_name``."""
+    choices = None
+    if field_name == "guided_choice":
+        choices = list(spec)
+    elif field_name == "structured_outputs" and "choice" in spec:
+        choices = list(spec["choice"])
+    elif field_name == "response_format":
+        schema = (spec.get("json_schema") or {}).get("schema") or {}
+        enum = ((schema.get("properties") or {}).get("choice") or {}).get("enum")
+        if enum is not None:
+            return json.dumps({"choice": text.strip() if text.strip() in enum else enum[0]})
+    if choices is not None:
+        return text.strip() if text.strip() in choices else choices[0]
+    try:
+        json.loads(text)
+        return text
+    except ValueError:
+        pass
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "[{":
+            try:
+                return json.dumps(decoder.raw_decode(text, i)[0], ensure_ascii=False)
+            except ValueError:
+                continue
+    schema = spec.get("json") if field_name == "structured_outputs" else \
+        (spec.get("json_schema") or {}).get("schema") if field_name == "response_format" \
+        else spec
+    return "[]" if (schema or {}).get("type") == "array" else "{}"
 Responder = Callable[[dict[str, Any], int], Action]
 
 
@@ -101,8 +147,9 @@ class FakeLLMServer:
     """Threaded loopback server; use as a context manager or call start()/stop()."""
 
     def __init__(self, responder: Responder | None = None, *, port: int = 0,
-                 model: str = "fake-model"):
+                 model: str = "fake-model", structured: Sequence[str] | None = None):
         self.responder = responder or default_responder()
+        self.structured = None if structured is None else set(structured)
         self.model = model
         self.requests: list[dict[str, Any]] = []
         self.prompt_counts: Counter[str] = Counter()
@@ -198,6 +245,14 @@ class FakeLLMServer:
                                             "time": time.time(), "n": n})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                field_name = structured_field(body)
+                if field_name and server.structured is not None \
+                        and field_name not in server.structured:
+                    with server._lock:
+                        server.in_flight -= 1
+                    self._send(400, json.dumps({"error": {"message": "Unrecognized request "
+                               f"argument supplied: {field_name}"}}).encode())
+                    return
                 try:
                     self._act(server.responder(body, n), body)
                 finally:
@@ -211,6 +266,9 @@ class FakeLLMServer:
                 if getattr(action, "delay", 0):
                     time.sleep(action.delay)
                 if isinstance(action, Reply):
+                    field_name = structured_field(body)
+                    if field_name and server.structured is not None:
+                        action = Reply(_constrain(field_name, body[field_name], action.text))
                     payload = {
                         "id": "chatcmpl-fake", "object": "chat.completion",
                         "model": body.get("model", server.model),

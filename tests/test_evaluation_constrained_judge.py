@@ -9,7 +9,7 @@ import asyncio
 import pytest
 import torch
 
-from evads_kedro.backends.llm import ChatError, LocalTransformersChat, build_chat
+from evads_kedro.backends.llm import ChatError, LocalTransformersChat
 from evads_kedro.backends.llm_local import end_of_turn_ids, pick_best
 from evads_kedro.calls.judge import (
     JUDGE_CHOICES,
@@ -68,18 +68,24 @@ def test_constrained_judge_is_never_invalid_and_keys_apart(tiny_lm):
     assert rec["r5"] == float(rec["raw_reply"].split(": ")[1])
 
 
-def test_constrained_needs_a_backend_that_scores_options():
+def test_constrained_needs_a_backend_that_scores_options(tiny_lm):
+    from evads_kedro.backends.llm import resolve_constrained
+
     with FakeLLMServer() as srv:
         backend = {"backend": "openai", "base_url": srv.base_url, "model": "m",
                    "api_key_env": None}
         js = judge_settings({"judge_prompt_path": JUDGE_PROMPT,
                              "judge": {"backend": backend, "constrained": "auto"}})
-        assert js["constrained"] is False  # endpoints reply freely under auto
-        with pytest.raises(ValueError, match="cannot score fixed options"):
-            judge_settings({"judge_prompt_path": JUDGE_PROMPT,
-                            "judge": {"backend": backend, "constrained": True}})
-        with pytest.raises(ChatError, match="cannot score"):
-            asyncio.run(build_chat(backend).choose([{"role": "user", "content": "x"}], ["a"]))
+        assert js["constrained"] is False  # endpoints reply freely under auto ...
+        on = judge_settings({"judge_prompt_path": JUDGE_PROMPT,
+                             "judge": {"backend": backend, "constrained": True}})
+        assert on["constrained"] and on["model_id"] == "openai:m+choice"  # ... or opt in
+    vision = LocalTransformersChat(tiny_lm, vision=True)  # a vision model scores no options
+    with pytest.raises(ValueError, match="cannot score fixed options"):
+        resolve_constrained(vision, True, "evaluation.judge.constrained")
+    assert resolve_constrained(vision, "auto", "x") == (False, vision.model_id)
+    with pytest.raises(ChatError, match="no_choice"):
+        asyncio.run(vision.choose([{"role": "user", "content": "x"}], ["a"]))
 
 
 def test_constrained_task_classifier_labels_every_question(tiny_lm, tmp_path):

@@ -134,3 +134,25 @@ def test_report_says_when_the_judge_check_did_not_run():
     html = _report(_items(), judge_check={"probes": 0, "judges": {}, "kappa": {}})
     assert "Judge check" in html and "Not run" in html
     assert "Judge check" not in _report(_items())
+
+
+def test_agreement_under_a_second_prompt_and_disabled_check(tmp_path):
+    from evads_kedro.calls.templates import resolve_path
+
+    alt = tmp_path / "judge_alt.txt"
+    alt.write_text("A second wording of the grading rules.\n\n"
+                   + resolve_path(JUDGE_PROMPT).read_text(encoding="utf-8"), encoding="utf-8")
+    with FakeLLMServer(right_tier) as good:
+        evaluation = {"judge_prompt_path": JUDGE_PROMPT, "judge": _judge(good, "good"),
+                      "judge_probes": {"n_questions": 2, "repeat": False, "progress": False,
+                                       "second_prompt_path": str(alt)}}
+        scores, summary, metrics = judge_check(released_qa(), JsonlCache(tmp_path / "p.jsonl"),
+                                               evaluation)
+        assert good.n_requests == 2 * 10 and set(scores["variant"]) == {"main", "prompt"}
+        assert summary["judges"]["judge"]["prompt_agreement"] == 1.0
+        assert "judge_check.judge.prompt_agreement" in metrics
+        evaluation["judge_probes"]["enabled"] = False
+        scores, summary, metrics = judge_check(released_qa(), JsonlCache(tmp_path / "q.jsonl"),
+                                               evaluation)
+        assert scores.empty and summary["enabled"] is False and metrics == {}
+        assert good.n_requests == 20

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,16 @@ class ChatBackend(ABC):
     model_id: str = "unknown"
     supports_images: bool = False
 
+    supports_json_schema: bool = False
+
     @abstractmethod
     async def chat(self, messages: Sequence[Message], *, temperature: float = 1.0,
                    seed: int | None = None, max_tokens: int = 512,
-                   images: Sequence[Any] | None = None) -> ChatReply:
-        """Answer ``messages`` (OpenAI format). ``images`` are attached to the last user turn."""
+                   images: Sequence[Any] | None = None,
+                   json_schema: Mapping[str, Any] | None = None) -> ChatReply:
+        """Answer ``messages`` (OpenAI format). ``images`` are attached to the last user turn.
+        ``json_schema`` (backends with ``supports_json_schema``) constrains the reply to JSON
+        of that schema."""
 
     async def aclose(self) -> None:  # pragma: no cover - trivial default
         return None
@@ -74,9 +79,11 @@ class ChatBackend(ABC):
 
 def resolve_constrained(backend: ChatBackend, setting: Any, name: str) -> tuple[bool, str]:
     """(use constrained decoding?, model id for cache keys) for a ``constrained`` parameter
-    ``auto`` (when ``backend`` can score fixed options) / true / false. A constrained model is
+    ``auto`` (local text models; endpoints only with ``true``, through structured outputs) /
+    true / false. A constrained model is
     another model: its id gets ``+choice`` so its cached replies never mix with free ones."""
-    on = backend.supports_choice if setting == "auto" else bool(setting)
+    on = getattr(backend, "choose_by_default", backend.supports_choice) if setting == "auto" \
+        else bool(setting)
     if on and not backend.supports_choice:
         raise ValueError(f"{name} is true but {backend!r} cannot score fixed options; use "
                          f"{name}: auto/false (or a local text model)")

@@ -32,6 +32,37 @@ from evads_kedro.backends.llm_base import ChatBackend, ChatError, ChatReply, Mes
 
 logger = logging.getLogger(__name__)
 
+
+# Structured-output request shapes, tried in this order until the server honours one.
+CHOICE_MODES = ("structured_outputs", "guided_choice", "response_format")
+JSON_MODES = ("response_format", "structured_outputs", "guided_json")
+
+
+def _choice_fields(mode: str, options: Sequence[str]) -> dict[str, Any]:
+    """Request fields constraining the reply to one of ``options`` (vLLM >= 0.10
+    ``structured_outputs``, older vLLM/SGLang ``guided_choice``, or an OpenAI json_schema
+    enum, whose reply is ``{"choice": ...}``)."""
+    if mode == "structured_outputs":
+        return {"structured_outputs": {"choice": list(options)}}
+    if mode == "guided_choice":
+        return {"guided_choice": list(options)}
+    schema = {"type": "object", "properties": {"choice": {"type": "string",
+                                                          "enum": list(options)}},
+              "required": ["choice"], "additionalProperties": False}
+    return {"response_format": {"type": "json_schema",
+                                "json_schema": {"name": "choice", "strict": True,
+                                                "schema": schema}}}
+
+
+def _json_fields(mode: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Request fields constraining the reply to JSON of ``schema``."""
+    if mode == "response_format":
+        return {"response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "reply", "schema": dict(schema)}}}
+    if mode == "structured_outputs":
+        return {"structured_outputs": {"json": dict(schema)}}
+    return {"guided_json": dict(schema)}
+
 # ------------------------------------------------------------------------------- rate limit
 class TokenBucket:
     """Async token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``.
@@ -232,6 +263,10 @@ class OpenAICompatibleChat(ChatBackend):
     """
 
     supports_images = True
+    supports_choice = True  # through structured outputs, free text when the server has none
+    choose_by_default = False  # ``constrained: auto`` keeps endpoints on free replies
+    supports_json_schema = True
+    json_schema_by_default = False  # QA agents' ``structured: auto`` stays on free replies
 
     def __init__(
         self,
@@ -282,6 +317,10 @@ class OpenAICompatibleChat(ChatBackend):
         self._rr = 0
         self._rng = random.Random()
         self.failover_after = max(1, int(failover_after))
+        # per kind (choice / json): the request shape the server honours (None: not detected
+        # yet, "none": it honours none), calls answered under it and free-text fallbacks
+        self.structured_stats = {k: {"mode": None, "structured": 0, "fallback": 0}
+                                 for k in ("choice", "json")}
         self.cooldown_s = float(cooldown_s)
 
     def __repr__(self) -> str:  # never the key
@@ -346,7 +385,88 @@ class OpenAICompatibleChat(ChatBackend):
         cap = min(self.backoff_max, self.backoff_base * (2 ** attempt))
         return self._rng.uniform(0.5 * cap, cap)  # "equal jitter": never a zero wait
 
-    async def chat(self, messages, *, temperature=1.0, seed=None, max_tokens=512, images=None):
+    async def chat(self, messages, *, temperature=1.0, seed=None, max_tokens=512, images=None,
+                   json_schema=None):
+        """One completion; with ``json_schema`` the server is asked for JSON of that schema
+        (``response_format: json_schema``, vLLM ``structured_outputs`` / ``guided_json``,
+        whichever it honours: detected once, then cached), else free text (counted in
+        :attr:`structured_stats`)."""
+        if json_schema is None:
+            return await self._complete(messages, temperature, seed, max_tokens, images, {})
+
+        def accept(mode: str, text: str) -> str | None:
+            try:
+                json.loads(text)
+            except (TypeError, ValueError):
+                return None
+            return text
+
+        return await self._structured(
+            "json", JSON_MODES, lambda m: _json_fields(m, json_schema), accept,
+            lambda f: self._complete(messages, temperature, seed, max_tokens, images, f))
+
+    async def choose(self, messages, options):
+        """The server's pick among ``options`` under a structured-output constraint (vLLM
+        ``structured_outputs.choice`` / ``guided_choice``, or a ``json_schema`` enum: whichever
+        it honours, detected once and cached); greedy. A server that honours none answers
+        freely (``raw["structured"]`` None, counted in :attr:`structured_stats`): the caller
+        parses that text like any free reply."""
+        opts = [str(o) for o in options]
+        if not opts:
+            raise ValueError("choose() needs at least one option")
+
+        def accept(mode: str, text: str) -> str | None:
+            t = (text or "").strip()
+            if mode == "response_format":
+                try:
+                    t = json.loads(t)["choice"]
+                except (TypeError, ValueError, KeyError):
+                    return None
+            return t if t in opts else None
+
+        longest = max(len(o) for o in opts)
+        return await self._structured(
+            "choice", CHOICE_MODES, lambda m: _choice_fields(m, opts), accept,
+            lambda f: self._complete(messages, 0.0, None, max(16, longest + 24), None, f))
+
+    async def _structured(self, kind, modes, fields_for, accept, call) -> ChatReply:
+        """Try the structured-output request shapes ``modes`` (the detected one only, once
+        known); a shape the server rejects (HTTP 400/404/422) or ignores (a reply ``accept``
+        refuses) is skipped. None honoured: one free call, counted as a fallback."""
+        stats = self.structured_stats[kind]
+        known = stats["mode"]
+        for mode in ([known] if known and known != "none" else [] if known else list(modes)):
+            try:
+                reply = await call(fields_for(mode))
+            except ChatError as exc:
+                if known is None and exc.status in (400, 404, 415, 422):
+                    logger.debug("%s: %s not accepted (%s)", self.model_id, mode, exc.reason)
+                    continue
+                raise
+            value = accept(mode, reply.text)
+            if value is not None:
+                if stats["mode"] != mode:
+                    logger.info("%s honours structured %s outputs as %s", self.model_id, kind,
+                                mode)
+                stats["mode"] = mode
+                stats["structured"] += 1
+                reply.text = value
+                reply.raw = {**(reply.raw if isinstance(reply.raw, dict) else {}),
+                             "structured": mode}
+                return reply
+            if known:
+                break  # the known shape, ignored this once: answer freely
+        if stats["mode"] is None:
+            stats["mode"] = "none"
+            logger.warning("%s honours no structured-output field for %s; free-text replies "
+                           "(counted in structured_stats)", self.model_id, kind)
+        stats["fallback"] += 1
+        reply = await call({})
+        reply.raw = {**(reply.raw if isinstance(reply.raw, dict) else {}), "structured": None}
+        return reply
+
+    async def _complete(self, messages, temperature, seed, max_tokens, images,
+                        fields: Mapping[str, Any]) -> ChatReply:
         msgs = list(messages)
         if images:
             msgs = _attach_images(msgs, [encode_image(im, max_side=self.image_max_side)
@@ -356,6 +476,7 @@ class OpenAICompatibleChat(ChatBackend):
         if seed is not None and self.send_seed:
             body["seed"] = int(seed)
         body.update(self.extra_body)
+        body.update(fields)
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         last: ChatError | None = None
         tried: set[int] = set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import threading
 import time
@@ -94,6 +95,7 @@ class LocalTransformersChat(ChatBackend):
         self.model_id = model_id or f"local:{self.model_dir.name}" + (f"+lora:{fp}" if fp else "")
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any, str] | None = None
+        self._grammar: tuple[Any, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"LocalTransformersChat({str(self.model_dir)!r}, vision={self.supports_images})"
@@ -131,7 +133,25 @@ class LocalTransformersChat(ChatBackend):
         logger.info("loaded %s on %s (%s)", self.model_dir, device, dtype)
         return self._loaded
 
-    def _generate(self, messages, temperature, seed, max_tokens, images) -> ChatReply:
+    def _json_processor(self, model, tok, schema):
+        """An xgrammar logits processor for ``schema`` (the compiler and each compiled schema
+        are kept: compiling costs ~0.1-1 s, a processor serves one generation)."""
+        import xgrammar as xgr
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        if self._grammar is None:
+            info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=model.config.vocab_size)
+            self._grammar = (xgr.GrammarCompiler(info), {})
+        compiler, compiled = self._grammar
+        key = json.dumps(schema, ensure_ascii=False)  # key order = the reply's key order
+        if key not in compiled:
+            # compact JSON: free whitespace costs a small model tokens and invites loops
+            compiled[key] = compiler.compile_json_schema(key, strict_mode=True,
+                                                         any_whitespace=False)
+        return LogitsProcessor(compiled[key])
+
+    def _generate(self, messages, temperature, seed, max_tokens, images,
+                  json_schema=None) -> ChatReply:
         import torch
 
         with self._lock:
@@ -158,6 +178,13 @@ class LocalTransformersChat(ChatBackend):
                 gen.update(do_sample=True, temperature=float(temperature), top_p=1.0, top_k=0)
             else:
                 gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            if json_schema is not None:
+                # grammar-constrained decoding: every token keeps the reply a valid prefix of
+                # JSON of the schema, and generation stops as soon as the value closes
+                from transformers import LogitsProcessorList
+
+                gen["logits_processor"] = LogitsProcessorList(
+                    [self._json_processor(model, tok, json_schema)])
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
             if seed is not None:
                 torch.manual_seed(int(seed))
@@ -185,6 +212,10 @@ class LocalTransformersChat(ChatBackend):
 
     @property
     def supports_choice(self) -> bool:  # text models only
+        return not self.supports_images
+
+    @property
+    def supports_json_schema(self) -> bool:  # text models, through an xgrammar processor
         return not self.supports_images
 
     def _choice_logprobs(self, messages, options) -> ChatReply:
@@ -243,10 +274,13 @@ class LocalTransformersChat(ChatBackend):
         except Exception as exc:  # a model error is one failed item, not a dead batch
             raise ChatError("local_error", f"{type(exc).__name__}: {exc}") from exc
 
-    async def chat(self, messages, *, temperature=1.0, seed=None, max_tokens=512, images=None):
+    async def chat(self, messages, *, temperature=1.0, seed=None, max_tokens=512, images=None,
+                   json_schema=None):
         try:
+            if json_schema is not None and (images or self.supports_images):
+                raise ChatError("no_json_schema", "JSON-schema decoding is for text models only")
             return await asyncio.to_thread(self._generate, list(messages), temperature, seed,
-                                           max_tokens, list(images or []))
+                                           max_tokens, list(images or []), json_schema)
         except ChatError:
             raise
         except Exception as exc:  # a model error is one failed item, not a dead batch

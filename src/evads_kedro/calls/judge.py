@@ -25,8 +25,10 @@ def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("set evaluation.judge_prompt_path to a judge prompt template")
     template = load_template(path, JUDGE_FIELDS)
     backend = build_chat(j.get("backend") or {})
-    constrained, model_id = resolve_constrained(backend, j.get("constrained", False),
-                                                "evaluation.judge.constrained")
+    setting = j.get("constrained", False)
+    if params.get("protocol") == "official":
+        setting = False  # the official protocol grades with a free-text judge, for parity
+    constrained, model_id = resolve_constrained(backend, setting, "evaluation.judge.constrained")
     return {"backend": backend, "template": template, "template_path": str(path),
             "template_hash": text_hash(template), "model_id": model_id,
             "constrained": bool(constrained),
@@ -45,8 +47,10 @@ JUDGE_CHOICES = ("Answer: 0", "Answer: 0.25", "Answer: 0.5", "Answer: 0.75", "An
 def judge_call(js: Mapping[str, Any], prompt: str):
     """Coroutine factory of one judgement (reused by the GRPO judge reward): ask, parse
     strictly, re-ask up to ``invalid_retries`` times, else an ``invalid`` record with the raw
-    replies. A ``constrained`` judge instead picks the most likely of :data:`JUDGE_CHOICES`
-    (always legal). Transport failures raise :class:`~evads_kedro.backends.llm.ChatError`."""
+    replies. A ``constrained`` judge instead picks one of :data:`JUDGE_CHOICES`: a local model
+    by log-probability, an endpoint through structured outputs (``structured`` records how;
+    an endpoint that honours none replies freely and is parsed as above). Transport failures
+    raise :class:`~evads_kedro.backends.llm.ChatError`."""
 
     async def run() -> dict[str, Any]:
         replies: list[str] = []
@@ -55,11 +59,17 @@ def judge_call(js: Mapping[str, Any], prompt: str):
             reply = await js["backend"].choose([{"role": "user", "content": prompt}],
                                                JUDGE_CHOICES)
             raw = reply.raw if isinstance(reply.raw, dict) else {}
-            return {"kind": "judgement", "status": "ok", "r5": parse_judge_reply(reply.text),
-                    "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
-                    "choice_logprobs": raw.get("choice_logprobs"),
-                    "tied": raw.get("tied") or []}
-        for attempt in range(1, js["invalid_retries"] + 2):
+            how = raw["structured"] if "structured" in raw else "logprobs"
+            try:
+                return {"kind": "judgement", "status": "ok",
+                        "r5": parse_judge_reply(reply.text), "raw_reply": reply.text,
+                        "raw_replies": [reply.text], "attempts": 1,
+                        "choice_logprobs": raw.get("choice_logprobs"),
+                        "tied": raw.get("tied") or [], "structured": how}
+            except InvalidScore as exc:  # an endpoint without structured outputs replied
+                replies.append(reply.text)  # freely: parse and re-ask like a free judge
+                error = str(exc)
+        for _ in range(js["invalid_retries"] + 1 - len(replies)):
             reply = await js["backend"].chat([{"role": "user", "content": prompt}],
                                              temperature=js["temperature"], seed=js["seed"],
                                              max_tokens=js["max_tokens"])
@@ -70,7 +80,7 @@ def judge_call(js: Mapping[str, Any], prompt: str):
                 error = str(exc)
                 continue
             return {"kind": "judgement", "status": "ok", "r5": r5, "raw_reply": reply.text,
-                    "raw_replies": replies, "attempts": attempt}
+                    "raw_replies": replies, "attempts": len(replies)}
         return {"kind": "judgement", "status": "invalid", "r5": None,
                 "raw_reply": replies[-1] if replies else None, "raw_replies": replies,
                 "attempts": len(replies), "error": error}

@@ -109,6 +109,7 @@ class QaGeneration(Block):
     llm: ChatBackend | None = None
     decoding: Decoding | None = None
     prefill: str | None = None
+    structured: Literal["auto"] | bool | None = None
     concurrency: PositiveInt | None = None
     use_cache: bool | None = None
     video_ids: list[str] | None = None

@@ -341,15 +341,15 @@ def judge_check(source_qa: pd.DataFrame, cache: JsonlCache, evaluation: dict[str
         if fig["flagged"]:
             logger.warning("judge check: %s is below the floor (%s)", name,
                            "; ".join(fig["reasons"]))
-    return scores, _finite(summary), check_metrics(summary)
+    return scores, finite(summary), check_metrics(summary)
 
 
-def _finite(x: Any) -> Any:
+def finite(x: Any) -> Any:
     """``x`` with NaN floats as None (strict JSON)."""
     if isinstance(x, float) and math.isnan(x):
         return None
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: finite(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_finite(v) for v in x]
+        return [finite(v) for v in x]
     return x

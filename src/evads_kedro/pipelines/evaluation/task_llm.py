@@ -37,14 +37,19 @@ CHOICES = tuple(f"Task: {code}" for code in TASK_CODES)
 
 def _classify_call(backend, prompt: str, settings: Mapping[str, Any], constrained: bool):
     async def run() -> dict[str, Any]:
+        replies: list[str] = []
         if constrained:
             reply = await backend.choose([{"role": "user", "content": prompt}], CHOICES)
-            return {"kind": "task_label", "status": "ok", "task": parse_task_reply(reply.text),
-                    "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
-                    "choice_logprobs": reply.raw.get("choice_logprobs"),
-                    "tied": reply.raw.get("tied") or []}
-        replies: list[str] = []
-        for attempt in range(1, int(settings.get("invalid_retries", 1)) + 2):
+            raw = reply.raw if isinstance(reply.raw, dict) else {}
+            code = parse_task_reply(reply.text)
+            if code is not None:
+                return {"kind": "task_label", "status": "ok", "task": code,
+                        "raw_reply": reply.text, "raw_replies": [reply.text], "attempts": 1,
+                        "choice_logprobs": raw.get("choice_logprobs"),
+                        "tied": raw.get("tied") or [],
+                        "structured": raw["structured"] if "structured" in raw else "logprobs"}
+            replies.append(reply.text)  # an endpoint without structured outputs: free text
+        for _ in range(int(settings.get("invalid_retries", 1)) + 1 - len(replies)):
             reply = await backend.chat([{"role": "user", "content": prompt}],
                                        temperature=float(settings.get("temperature", 0.0)),
                                        seed=settings.get("seed", 0),
@@ -53,7 +58,8 @@ def _classify_call(backend, prompt: str, settings: Mapping[str, Any], constraine
             code = parse_task_reply(reply.text)
             if code is not None:
                 return {"kind": "task_label", "status": "ok", "task": code,
-                        "raw_reply": reply.text, "raw_replies": replies, "attempts": attempt}
+                        "raw_reply": reply.text, "raw_replies": replies,
+                        "attempts": len(replies)}
         return {"kind": "task_label", "status": "invalid", "task": None,
                 "raw_reply": replies[-1] if replies else None, "raw_replies": replies,
                 "attempts": len(replies),

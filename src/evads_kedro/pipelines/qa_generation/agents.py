@@ -83,6 +83,78 @@ def prefill_text(params: Mapping[str, Any], persona: PersonaPrompt, call: int) -
 
 LOCAL_PREFILL = '[{"task": "{task}", "question": "'
 
+# Lengths (characters) of the schema's strings: they bound a constrained reply, so a small
+# model that loops inside a string still closes the item.
+_MAX_CHARS = {"question": 40, "answer": 40, "clues": 40, "quote": 30}
+# Token budget of a schema-constrained reply: the bounds above in the worst case (~1.8
+# SmolLM2 tokens per CJK character, plus keys and two quotes) stay below it, so a reply is
+# never cut mid-string (a cut reply would parse as its quotes array).
+STRUCTURED_MIN_TOKENS = 384
+
+
+def timeline_quotes(timeline_full: str, max_chars: int = _MAX_CHARS["quote"] * 2
+                    ) -> list[dict[str, Any]]:
+    """Every quotable line of a timeline, ``{"modality", "second", "text"}``: each OCR box and
+    the ASR text of each second, verbatim (lines longer than ``max_chars`` skipped); none for
+    a timeline that does not parse (the schema then leaves quotes free)."""
+    from evads_kedro.timeline import TimelineParseError, parse_timeline
+
+    try:
+        records = parse_timeline(timeline_full or "").per_second()
+    except TimelineParseError:
+        return []
+    out = []
+    for rec in records:
+        texts = [("ocr", t) for t in rec.ocr] + [("asr", rec.asr)]
+        out += [{"modality": m, "second": int(rec.second), "text": t.strip()}
+                for m, t in texts if t and t.strip() and len(t.strip()) <= max_chars]
+    seen: set[str] = set()
+    return [q for q in out if (k := json.dumps(q, ensure_ascii=False)) not in seen
+            and not seen.add(k)]
+
+
+def items_schema(tasks: Sequence[str], n_items: int,
+                 quotes: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """JSON schema of a persona's reply: an array of 1..``n_items`` items with exactly
+    :data:`ITEM_KEYS` (in that order), ``task`` one of ``tasks``, bounded strings/lists.
+    Given the timeline's ``quotes`` (:func:`timeline_quotes`), a quote is one of them and a
+    cited second one of their seconds: the verifier's verbatim-quote rule holds by
+    construction."""
+    s = {"type": "string"}
+    quote: dict[str, Any] = {
+        "type": "object", "additionalProperties": False,
+        "required": ["modality", "second", "text"],
+        "properties": {"modality": {"type": "string", "enum": ["ocr", "asr"]},
+                       "second": {"type": "integer", "minimum": 0},
+                       "text": {**s, "minLength": 1, "maxLength": _MAX_CHARS["quote"]}}}
+    second: dict[str, Any] = {"type": "integer", "minimum": 0}
+    if quotes:
+        quote = {"enum": [dict(q) for q in quotes]}
+        second = {"type": "integer", "enum": sorted({int(q["second"]) for q in quotes})}
+    item = {"type": "object", "additionalProperties": False, "required": list(ITEM_KEYS),
+            "properties": {
+                "task": {"type": "string", "enum": list(tasks)} if tasks else s,
+                "question": {**s, "minLength": 1, "maxLength": _MAX_CHARS["question"]},
+                "answer": {**s, "minLength": 1, "maxLength": _MAX_CHARS["answer"]},
+                "clues": {**s, "maxLength": _MAX_CHARS["clues"]},
+                "cited_seconds": {"type": "array", "maxItems": 3, "items": second},
+                "quotes": {"type": "array", "minItems": 1, "maxItems": 2, "items": quote}}}
+    return {"type": "array", "minItems": 1, "maxItems": max(1, int(n_items)), "items": item}
+
+
+def structured_json(params: Mapping[str, Any], backend) -> bool:
+    """Ask ``backend`` for schema-constrained JSON? ``structured: auto`` (default): local
+    text models (a grammar); true: endpoints too (``response_format: json_schema`` / vLLM
+    ``structured_outputs`` / ``guided_json``, detected once, free text counted); false: never."""
+    setting = params.get("structured", "auto")
+    can = bool(getattr(backend, "supports_json_schema", False))
+    if setting == "auto":
+        return can and bool(getattr(backend, "json_schema_by_default", can))
+    if setting and not can:
+        raise ValueError(f"qa_generation.structured is true but {backend!r} cannot constrain "
+                         "replies to a JSON schema; use structured: auto/false")
+    return bool(setting)
+
 
 def build_messages(persona: PersonaPrompt, ctx: Mapping[str, Any], n_items: int,
                    prefill: str | None = None) -> list[dict]:
@@ -183,12 +255,17 @@ def _merge_fragments(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------- calls
-def _chat_job(backend, messages, decoding, key: str, meta: Mapping[str, Any]):
+def _chat_job(backend, messages, decoding, key: str, meta: Mapping[str, Any],
+              json_schema: Mapping[str, Any] | None = None):
     async def run() -> dict[str, Any]:
+        kw = {"json_schema": json_schema} if json_schema is not None else {}
         reply = await backend.chat(messages, temperature=float(decoding.get("temperature", 0.7)),
                                    seed=decoding.get("seed"),
-                                   max_tokens=int(decoding.get("max_tokens", 1024)))
-        return {"status": "ok", "text": reply.text, "error": None, "model_id": backend.model_id}
+                                   max_tokens=int(decoding.get("max_tokens", 1024)), **kw)
+        raw = reply.raw if isinstance(reply.raw, dict) else {}
+        return {"status": "ok", "text": reply.text, "error": None, "model_id": backend.model_id,
+                "structured": raw.get("structured", "grammar" if kw else None),
+                "completion_tokens": (reply.usage or {}).get("completion_tokens")}
     return Job(key=key, run=run, group="chat", meta=dict(meta))
 
 
@@ -214,17 +291,30 @@ def generate(backend, contexts: Sequence[Mapping[str, Any]], personas: Sequence[
     n_calls = max(1, int(params.get("calls_per_agent", 1)))
     concurrency = max(1, int(params.get("concurrency", 4)))
 
+    structured = structured_json(params, backend)
     jobs, meta = [], []
     for ctx in contexts:
         for p in personas:
             for k in range(n_calls):
-                msgs = build_messages(p, ctx, n_items, prefill_text(params, p, k))
+                schema = None
+                if structured:  # the grammar holds the reply to JSON: no prefill needed;
+                    # call k asks for the persona's k-th task, as the local prefill does
+                    task = [p.tasks[k % len(p.tasks)]] if p.tasks else []
+                    schema = items_schema(task, n_items, timeline_quotes(ctx["timeline_full"]))
+                msgs = build_messages(p, ctx, n_items,
+                                      None if structured else prefill_text(params, p, k))
                 dec = dict(decoding)
+                if structured:
+                    dec["max_tokens"] = max(int(dec.get("max_tokens", 1024)),
+                                            STRUCTURED_MIN_TOKENS)
                 if k and dec.get("seed") is not None:
                     dec["seed"] = int(dec["seed"]) + k
-                key = stable_hash({"kind": "qa_generation", "model": backend.model_id,
-                                   "messages": msgs, "decoding": dec})
-                jobs.append(_chat_job(backend, msgs, dec, key, {}))
+                ident = {"kind": "qa_generation", "model": backend.model_id,
+                         "messages": msgs, "decoding": dec}
+                if schema is not None:
+                    ident["json_schema"] = schema
+                key = stable_hash(ident)
+                jobs.append(_chat_job(backend, msgs, dec, key, {}, schema))
                 meta.append((ctx["video_id"], p.name, key, msgs[-1]["content"]
                              if msgs[-1]["role"] == "assistant" else None))
     results = run_calls(jobs, cache, concurrency=concurrency, desc="qa agents",
