@@ -22,18 +22,26 @@ from released_rows import official_test_frame
 
 # ------------------------------------------------------------------ official scoring oracle
 def official_oracle(replies: list[str]) -> dict[str, object]:
-    """The official script's scoring as its README documents it (the script's own text was not
-    available to us): the number after ``Answer:`` is R5; R3 maps 1 -> 1, 0.75 -> 0.5,
-    0.5 -> 0.5, 0.25 -> 0, 0 -> 0; R2 is 1 only for R5 = 1; replies without a number are
-    dropped; the summary prints the means over the remaining ones with 3 decimals."""
+    """The official script's scoring, re-implemented line for line from
+    ``evaluation/eval_qwen3vl_8b.py`` (github.com/Tennine2077/E-VAds_Benchmark @ 114d552):
+    ``get_llm_judge_score`` takes ``reply.split('Answer:')[-1].split('\\n')[0].strip()`` and
+    ``float()``s it (a ValueError is retried, then the score is None); ``score_R3`` is R5 with
+    0.75 -> 0.5 and 0.25 -> 0; ``score_R2`` is 1.0 only for R5 == 1.0; the summary prints
+    ``Average Score (R5|R3|R2): {mean of the non-null scores:.3f}``."""
     r5s, r3s, r2s = [], [], []
     for reply in replies:
-        m = re.search(r"Answer:\s*([0-9]*\.?[0-9]+)", reply)
-        if not m:
-            continue
-        score = float(m.group(1))
+        score_text = reply.split("Answer:")[-1].split("\n")[0].strip()
+        try:
+            score = float(score_text)
+        except ValueError:
+            continue  # None in the official results: dropped from every mean
         r5s.append(score)
-        r3s.append(1.0 if score == 1.0 else 0.5 if score in (0.75, 0.5) else 0.0)
+        r3 = score
+        if score == 0.75:
+            r3 = 0.5
+        if score == 0.25:
+            r3 = 0
+        r3s.append(r3)
         r2s.append(1.0 if score == 1.0 else 0.0)
     avg = {k: sum(v) / len(v) for k, v in (("R5", r5s), ("R3", r3s), ("R2", r2s))}
     return {"n": len(r5s), **avg,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evads_kedro.backends.llm import build_chat, resolve_constrained
+from evads_kedro.backends.llm import OpenAICompatibleChat, build_chat, resolve_constrained
 from evads_kedro.calls.cache import text_hash
 from evads_kedro.calls.templates import JUDGE_FIELDS, load_template
 from evads_kedro.scoring import InvalidScore, parse_judge_reply
@@ -26,19 +26,26 @@ def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     template = load_template(path, JUDGE_FIELDS)
     backend = build_chat(j.get("backend") or {})
     setting = j.get("constrained", False)
-    if params.get("protocol") == "official":
-        setting = False  # the official protocol grades with a free-text judge, for parity
+    official = params.get("protocol") == "official"
+    if official and isinstance(backend, OpenAICompatibleChat):
+        # parity: the official script's judge is a free-text endpoint (it parses the reply);
+        # a local judge is no stand-in for it and keeps its constrained choice
+        setting = False
     constrained, model_id = resolve_constrained(backend, setting, "evaluation.judge.constrained")
+    # the official script lets its judge write up to 8,000 tokens and reads the last Answer:
+    max_tokens = j.get("max_tokens") or (OFFICIAL_JUDGE_MAX_TOKENS if official else 16)
     return {"backend": backend, "template": template, "template_path": str(path),
             "template_hash": text_hash(template), "model_id": model_id,
             "constrained": bool(constrained),
             "temperature": float(j.get("temperature", 0.0)), "seed": j.get("seed", 42),
-            "max_tokens": int(j.get("max_tokens", 16)),
+            "max_tokens": int(max_tokens),
             "invalid_retries": int(j.get("invalid_retries", 2)),
             "concurrency": int(j.get("concurrency") or (j.get("backend") or {}).get(
                 "concurrency") or 1),
             "smoke_test": bool(j.get("smoke_test", False))}
 
+
+OFFICIAL_JUDGE_MAX_TOKENS = 8000
 
 # The five legal judge replies (SPEC §6), scored as fixed options by a constrained judge.
 JUDGE_CHOICES = ("Answer: 0", "Answer: 0.25", "Answer: 0.5", "Answer: 0.75", "Answer: 1.0")
