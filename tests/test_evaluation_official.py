@@ -3,8 +3,6 @@ the EVAds_TEST import (bad rows reported, nothing lost), real task labels, model
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
