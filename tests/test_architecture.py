@@ -97,8 +97,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
                              "devices", "assets", "backends", "calls", "executors"),
     "datasets": ("datasets",),
     "pipelines": ("pipelines",),
-    "registry_hooks": ("pipeline_registry", "hooks", "settings", "credentials", "__main__",
-                       "__init__"),
+    "registry_hooks": ("pipeline_registry", "hooks", "settings", "credentials", "log_filters",
+                       "__main__", "__init__"),
 }
 RANK = {unit: i for i, units in enumerate(LAYERS.values()) for unit in units}
 LAYER_NAME = {unit: name for name, units in LAYERS.items() for unit in units}

@@ -176,6 +176,7 @@ def _catalog(frames, ingested, timelines, params):
         "released_qa": released_qa, "density_embedding_cache": {}, "params:density": params,
         # the narrower blocks some nodes take (Kedro's catalog provides them from `density`)
         "params:density.samples_dataset": params["samples_dataset"],
+        "params:density.samples_video_root": params.get("samples_video_root"),
         "params:density.paper_reference": params["paper_reference"],
     }
     datasets = {k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()}

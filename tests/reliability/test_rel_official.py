@@ -92,7 +92,13 @@ def test_non_numeric_judge_reply_is_invalid_and_the_batch_goes_on(tmp_path, outc
         return Reply("<answer>ok</answer>")
 
     with FakeLLMServer(respond) as srv:
-        params = eval_params(srv.base_url, protocol="official", judge_prompt_path=None)
+        # the release's judge prompt is read in place; its input block is what matters here
+        official = tmp_path / "official_judge_prompt.txt"
+        official.write_text("1. [Question]: {question}\n2. [Metadata (OCR/ASR)]: {metadata}\n"
+                            "3. [Clues]: {clues}\n4. [Reference Answer]: {reference_answer}\n"
+                            "5. [Model Output]: {model_output}\n", encoding="utf-8")
+        params = eval_params(srv.base_url, protocol="official", judge_prompt_path=None,
+                             official_judge_prompt_path=str(official))
         params["generation"]["prompt_path"] = None
         params["judge"]["invalid_retries"] = 1
         answers = nodes.generate_answers(qs, JsonlCache(tmp_path / "a.jsonl"), params)
