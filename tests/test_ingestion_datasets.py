@@ -123,7 +123,7 @@ def test_summary_counts_speech_languages_and_lists_videos_whose_speech_was_all_d
         "asr_language_source": ["sidecar", "detected", "forced", None],
         "asr_all_dropped": [None, None, "compression_ratio x2", None]})
     md, metrics = ingestion_summary(pd.DataFrame({"file": list(videos["file"])}), videos, None,
-                                    {}, {}, {}, {}, {"video_root": "ads"})
+                                    {}, {}, {}, {}, "ads")
     assert "Speech languages: zh: 2, en: 1 (chosen by detected: 1, forced: 1, sidecar: 1)." in md
     assert "## Speech dropped entirely" in md
     assert "| `c.mp4` | zh | compression_ratio x2 |" in md and "`a.mp4` |" not in md

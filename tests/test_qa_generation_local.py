@@ -65,6 +65,8 @@ def test_smollm2_run_completes_on_two_sample_ads(sample_ground_truth, tmp_path):
     kept = _kept_class()
     ds = {"ingested_videos": MemoryDataset(videos),
           "params:qa_generation": MemoryDataset(params, copy_mode="deepcopy"),
+          **{f"params:qa_generation.{k}": MemoryDataset(v, copy_mode="deepcopy")
+             for k, v in params.items()},
           "qa_generation_cache": MemoryDataset(JsonlCache(tmp_path / "c.jsonl"),
                                                copy_mode="assign"),
           "frames": MemoryDataset({}, copy_mode="assign")}

@@ -177,9 +177,12 @@ def run_slice(base_url: str, cache=None, frames=None, **overrides) -> dict:
 
     clear_chat_cache()
     _Kept = _kept_class()  # noqa: N806
+    params = make_params(base_url) | overrides
     ds = {"ingested_videos": MemoryDataset(videos_frame()),
-          "params:qa_generation": MemoryDataset(make_params(base_url) | overrides,
-                                                copy_mode="deepcopy"),
+          "params:qa_generation": MemoryDataset(params, copy_mode="deepcopy"),
+          # the sub-blocks nodes take (Kedro's catalog adds one per nested key)
+          **{f"params:qa_generation.{k}": MemoryDataset(v, copy_mode="deepcopy")
+             for k, v in params.items()},
           "qa_generation_cache": MemoryDataset(cache, copy_mode="assign"),
           "frames": MemoryDataset(frames or {}, copy_mode="assign")}
     ds.update({n: _Kept(copy_mode="assign") for n in OUTPUTS})

@@ -138,7 +138,7 @@ def test_default_split_is_by_video_and_reimports(tmp_path):
     from evads_kedro.pipelines.ingestion.released import import_splits
 
     qa = _qa()
-    sft, rl, review = nodes.export_items(qa, {"export": {"rl_fraction": 0.5}})
+    sft, rl, review = nodes.export_items(qa, {"rl_fraction": 0.5})
     assert len(sft) == 2 and len(rl) == 2 and len(review) == 4
     assert set(sft.videos).isdisjoint(set(rl.videos))
     for layout, frame in (("sft", sft), ("rl", rl)):
@@ -169,7 +169,7 @@ def test_export_schema_matches_the_release_column_for_column(tmp_path, evads_dat
 
 def test_review_sheet_round_trip_through_csv(tmp_path):
     qa = _qa()
-    _, _, sheet = nodes.export_items(qa, {"export": {"both_splits": True}})
+    _, _, sheet = nodes.export_items(qa, {"both_splits": True})
     path = tmp_path / "review.csv"
     sheet.to_csv(path, index=False, encoding="utf-8-sig")
     edited = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
@@ -178,7 +178,7 @@ def test_review_sheet_round_trip_through_csv(tmp_path):
     edited.loc[2, "edit_answer"] = "新答案"
     edited.to_csv(path, index=False, encoding="utf-8-sig")
     review = OptionalReviewCSVDataset(str(path)).load()
-    reviewed, log, sft, rl = nodes.apply_review_sheet(qa, review, {"export": {"both_splits": True}})
+    reviewed, log, sft, rl = nodes.apply_review_sheet(qa, review, {}, {"both_splits": True})
     assert list(log.action) == ["rejected", "edited", "edited", "accepted"]
     assert len(reviewed) == 3 and len(sft) == 3 and len(rl) == 3
     assert reviewed.iloc[0].question == "修改后的问题？"
@@ -191,7 +191,7 @@ def test_review_sheet_round_trip_through_csv(tmp_path):
 
 def test_missing_review_sheet_gives_empty_reviewed_outputs(tmp_path):
     review = OptionalReviewCSVDataset(str(tmp_path / "nope.csv")).load()
-    reviewed, log, sft, rl = nodes.apply_review_sheet(_qa(), review, {})
+    reviewed, log, sft, rl = nodes.apply_review_sheet(_qa(), review, {}, {})
     assert reviewed.empty and sft.empty and rl.empty
     assert set(log.action) == {"missing_from_review"}
 
@@ -210,7 +210,7 @@ def test_review_reverifies_edits_and_reports_rejected_ones(tmp_path):
     sheet.to_csv(path, index=False, encoding="utf-8-sig")
     review = OptionalReviewCSVDataset(str(path)).load()
     reviewed, log, sft, rl = nodes.apply_review_sheet(
-        qa, review, {"export": {"both_splits": True}, "verifier": {"max_answer_units": 50}})
+        qa, review, {"max_answer_units": 50}, {"both_splits": True})
     assert list(log.action) == ["edit_rejected", "edit_rejected", "edit_rejected", "edited"]
     assert log.reason[0] == "answer_too_long:100>50"
     assert log.reason[1] == "quote_not_found:ocr@9;rc_no_claim_quote"

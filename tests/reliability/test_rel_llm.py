@@ -232,9 +232,11 @@ def test_qa_generation_skips_unusable_timelines_by_name(caplog, outcome):
     clear_chat_cache()
     with FakeLLMServer(good_responder) as srv, caplog.at_level(logging.WARNING):
         kept = _kept_class()
+        params = make_params(srv.base_url)
         ds = {"ingested_videos": MemoryDataset(pd.concat([broken, videos], ignore_index=True)),
-              "params:qa_generation": MemoryDataset(make_params(srv.base_url),
-                                                    copy_mode="deepcopy"),
+              "params:qa_generation": MemoryDataset(params, copy_mode="deepcopy"),
+              **{f"params:qa_generation.{k}": MemoryDataset(v, copy_mode="deepcopy")
+                 for k, v in params.items()},
               "qa_generation_cache": MemoryDataset(None, copy_mode="assign"),
               "frames": MemoryDataset({}, copy_mode="assign")}
         ds.update({n: kept(copy_mode="assign") for n in OUTPUTS})

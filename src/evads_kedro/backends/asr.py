@@ -10,39 +10,10 @@ Two backends load the same packaged multilingual Whisper *base* weights (``evads
 * ``faster_whisper`` (default): CTranslate2 int8 with Silero VAD (``assets.whisper_ct2_dir()``).
 * ``openai_whisper``: the reference PyTorch implementation (``assets.whisper_pt_path()``).
 
-Default chosen by measurement on the 8 synthetic sample ads of ``evads_kedro.sample_videos``
-(96 s of video: 5 Mandarin espeak-ng voiceovers, 1 English, 1 music-only, 1 without audio),
-2-core CPU shared with other jobs, ``language: [zh, en]``, greedy, int8 / fp32:
-
-==================  ======  ========  ===========  ====================  ======================
-backend             RTF     CPU-s/s   English WER  zh pinyin overlap     music / no-audio clip
-==================  ======  ========  ===========  ====================  ======================
-faster_whisper      0.20    0.23      0.00         0.43 (min 0.26)       empty / empty
-openai_whisper      0.48    0.48      0.00         0.41 (min 0.09)       empty / empty
-==================  ======  ========  ===========  ====================  ======================
-
-(RTF = wall seconds per second of audio, model load excluded: ~3 s and ~2 s.) The espeak-ng
-Mandarin voice is hard for Whisper base, hence the low pinyin overlap for both; English is exact.
-With ``language: zh`` forced, the English ad is decoded as Chinese (WER 1.0 for both), hence the
-default ``language: auto``: Whisper's detection on the speech kept by Silero VAD (measured on the
-sample ads, faster-whisper: the English ad ``en`` 0.86, decoded with WER 0.00 as with its
-sidecar). Caveat measured on the same samples: espeak-ng's *synthetic* Mandarin is detected as
-Thai (0.83-0.96) on 4 of 5 clips and decodes to Thai garbage, so the Mandarin sample ads keep
-their sidecar ``language: zh`` (which forces it); real Mandarin speech is not affected that way,
-and a detection below ``mandarin_prior`` decodes as zh (the lipstick ad: th 0.48 -> zh).
-A forced decode whose every segment a guard drops is retried once in the detected language.
-
-Temperature fallback (``fallback``), measured with faster-whisper on the 6 speech samples,
-language forced, CPU seconds per clip under a load average of ~10 (so pessimistic): greedy only
-(``[0.0]``) vs Whisper's per-window fallback (``[0.0, 0.2]``): pinyin overlap 0.33/0.25
-(jacket), 0.26/0.26, 0.67/0.67, 0.47/0.47, English WER 0.00/0.00, at 3.1/3.5, 3.0/7.0,
-2.5/3.3, 2.8/4.3, 2.7/2.7 CPU-s; only the air-fryer ad needs it (greedy: one segment dropped
-by the ratio guard, all speech lost; fallback: 0.42). Hence ``on_drop``: greedy first, the
-ladder only when a guard dropped a segment: the accuracy of the better of the two on every
-clip, the fallback's cost on that one clip only. BUT measured through the benchmark, the
-on_drop re-decode of the air-fryer ad did not reproduce the ``always`` decode (same seed and
-ladder: a different sampled text, dropped again by the ratio guard, all speech lost), so the
-default stays ``always`` until that is understood; ``on_drop`` is opt-in.
+The defaults (``faster_whisper``, ``language: auto`` with ``mandarin_prior``, ``fallback:
+always``) were chosen by measurement on the sample ads: figures, data and sizes in
+``docs/benchmarks.md`` ("Speech recognition"). A forced decode whose every segment a guard
+drops is retried once in the detected language.
 
 Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
 
@@ -60,7 +31,7 @@ Parameters (keys of :data:`DEFAULT_PARAMS`; missing keys take these defaults)::
                                    #   once in the detected language (or zh) when it differs
     fallback: always               # temperature fallback: always (Whisper's own per-window
                                    #   rule) | on_drop (greedy first, the whole ladder only when
-                                   #   a guard dropped a segment; see below) | never
+                                   #   a guard dropped a segment; docs/benchmarks.md) | never
     device: auto                   # auto | cpu | cuda | cuda:N  (evads_kedro.devices)
     compute_type: int8             # faster-whisper only: int8 | int8_float16 | float16 | float32
     cpu_threads: 0                 # faster-whisper only: 0 = library default

@@ -33,25 +33,9 @@ Parameters (``ocr`` block of ``parameters_ingestion.yml``; every key optional)::
 
 Frame reuse (``ocr_frame_stack``, ``frame_hash`` ...) lives in ``evads_kedro.backends.ocr_reuse``.
 
-Measured on the 8 synthetic sample ads (96 frames at 1 fps, RapidOCR; 2-core CPU shared with
-other jobs, so absolute times are pessimistic):
-
-* per-second texts (so O_den) with reuse equal those without it in strict mode at every
-  ``reuse_hamming`` (0-64), saving 5 % of OCR calls: only truly static seconds, since the
-  samples' shapes move 3-4 px/s and strict mode treats motion as change. ``reuse_strict:
-  false``: ``reuse_hamming`` 4 / 8 / 24 saves 16 / 23 / 40 % with identical texts, 32 saves
-  45 % but misses a new small caption (and any setting can miss the small unboxed word of
-  the tests). Checks cost 3-12 ms per frame. Ads with static end cards or slide-style
-  segments save more, ads in constant motion little in strict mode;
-* RapidOCR CPU time per frame (1 thread) and caption recall (string / char, see
-  ``evads_kedro.ocr_metrics``): 360×640 frames (268 captions): ``max_side`` 960 0.53 s,
-  1.000 / 1.000; 640 (native size) 0.30 s, 0.993 / 0.999; 480 0.25 s, 0.981 / 0.998; null
-  (library default) 0.82 s, 1.000 / 1.000. 720×1280 frames (128 captions): 960 0.51 s,
-  0.992 / 1.000; 640 0.32 s, 0.984 / 0.998; 480 0.27 s, 0.984 / 0.998; null 0.79 s,
-  1.000 / 1.000. Confidences split cleanly at ``min_score`` 0.5 (captions ≥ 0.92, stray
-  marks ≤ 0.46). EasyOCR English: 2.4 s per 360×640 frame; on rendered English captions
-  string / char recall 0.875 / 0.96 (RapidOCR 1.0 / 1.0 at 0.18 s); on the Chinese samples
-  it reads garbage below 0.5 confidence, so it is for English ads only.
+The defaults (RapidOCR, ``max_side`` 960, ``min_score`` 0.5, strict reuse) were chosen by
+measurement on the sample ads: figures, data and sizes in ``docs/benchmarks.md`` ("OCR and frame
+reuse").
 """
 
 from __future__ import annotations

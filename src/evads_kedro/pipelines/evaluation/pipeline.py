@@ -100,8 +100,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 evaluation_html_report,
                 inputs=["evaluation_item_results", "evaluation_breakdown",
-                        "evaluation_leaderboard", "params:evaluation",
-                        "evaluation_judge_check"],
+                        "evaluation_leaderboard", "params:evaluation.judge",
+                        "params:evaluation.report", "evaluation_judge_check"],
                 outputs="evaluation_report_html",
                 name="evaluation_html_report",
             ),

@@ -299,13 +299,14 @@ def html_report(leaderboard: pd.DataFrame, breakdown: pd.DataFrame, items: pd.Da
 
 
 def evaluation_html_report(item_results: pd.DataFrame, breakdown: pd.DataFrame,
-                           leaderboard: pd.DataFrame, params: dict[str, Any],
+                           leaderboard: pd.DataFrame, judge: Mapping[str, Any] | None,
+                           report: Mapping[str, Any] | None,
                            judge_check: Mapping[str, Any] | None = None) -> str:
     """Kedro node: :func:`html_report` from ``aggregate_results``' tables,
-    ``params:evaluation`` (``judge.smoke_test``; ``report.worst_items``, default 5) and the
-    judge check's summary (``evaluation_judge_check``)."""
-    judge = dict(params.get("judge") or {})
-    rp = dict(params.get("report") or {})
+    ``params:evaluation.judge`` (``smoke_test``), ``params:evaluation.report``
+    (``worst_items``, default 5) and the judge check's summary (``evaluation_judge_check``)."""
+    judge = dict(judge or {})
+    rp = dict(report or {})
     return html_report(leaderboard, breakdown, item_results,
                        smoke_test=bool(judge.get("smoke_test", False)),
                        worst_n=int(rp.get("worst_items", 5)), judge_check=judge_check)

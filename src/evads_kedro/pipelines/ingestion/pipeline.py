@@ -69,7 +69,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 report.ingestion_summary,
                 inputs=["video_probes", "ingested_videos", "ingestion_quarantine",
                         "ingestion_probe_stats", "ingestion_decode_stats", "ingestion_ocr_stats",
-                        "ingestion_asr_stats", "params:ingestion"],
+                        "ingestion_asr_stats", "params:ingestion.video_root"],
                 outputs=["ingestion_summary_md", "ingestion_metrics"],
                 name="ingestion_summary",
             ),

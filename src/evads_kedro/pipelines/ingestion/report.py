@@ -16,7 +16,7 @@ def _rtf(compute_s: float, video_s: float) -> float | None:
 def ingestion_summary(
     probes: pd.DataFrame, videos: pd.DataFrame, quarantine: pd.DataFrame,
     probe_stats: dict[str, Any], decode_stats: dict[str, Any], ocr_stats: dict[str, Any],
-    asr_stats: dict[str, Any], params: dict[str, Any],
+    asr_stats: dict[str, Any], video_root: str | None,
 ) -> tuple[str, dict[str, dict[str, float]]]:
     """Markdown summary (printed at the end of ``kedro run`` and saved as
     ``data/08_reporting/ingestion_summary.md``) and the ``ingestion.*`` MLflow metrics.
@@ -24,6 +24,7 @@ def ingestion_summary(
     Per stage: videos processed in this run (done), already up to date (skipped), failed in
     this run, seconds of video processed, compute seconds and compute seconds per second of
     video (RTF). Totals: files found, videos ready (timeline written), quarantined by stage.
+    ``video_root`` (``params:ingestion.video_root``) is named in the header.
     """
     stats = {"probe": probe_stats or {}, "decode": decode_stats or {}, "ocr": ocr_stats or {},
              "asr": asr_stats or {}}
@@ -34,7 +35,7 @@ def ingestion_summary(
     lines = [
         "# Video ingestion",
         "",
-        f"- video root: `{params.get('video_root', '?')}`; video files found: {n_found}",
+        f"- video root: `{video_root}`; video files found: {n_found}",
         f"- ready (timeline written): {n_ready}; quarantined: {len(q)}"
         + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(by_stage.items())) + ")"
            if by_stage else ""),

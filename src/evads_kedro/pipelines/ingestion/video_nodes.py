@@ -213,7 +213,7 @@ def probe_videos(
 
 def _apply_rules(rows: list[dict[str, Any]], params: dict[str, Any]) -> pd.DataFrame:
     lo = float(params.get("min_duration_s", 1.0) or 0.0)
-    hi = float(params.get("max_duration_s", 0) or 0.0)
+    hi = float(params.get("max_duration_s", 600.0) or 0.0)
     first_by_hash: dict[str, str] = {}
     first_by_id: dict[str, str] = {}
     for row in rows:

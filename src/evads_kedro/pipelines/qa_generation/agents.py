@@ -257,11 +257,13 @@ def _merge_fragments(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------- calls
 def _chat_job(backend, messages, decoding, key: str, meta: Mapping[str, Any],
               json_schema: Mapping[str, Any] | None = None):
+    # a key missing from ``decoding`` falls back to qa_generation.decoding's conf/base value
+    # (the blind check and the critic pass complete decoding blocks of their own)
     async def run() -> dict[str, Any]:
         kw = {"json_schema": json_schema} if json_schema is not None else {}
-        reply = await backend.chat(messages, temperature=float(decoding.get("temperature", 0.7)),
+        reply = await backend.chat(messages, temperature=float(decoding.get("temperature", 0.2)),
                                    seed=decoding.get("seed"),
-                                   max_tokens=int(decoding.get("max_tokens", 1024)), **kw)
+                                   max_tokens=int(decoding.get("max_tokens", 320)), **kw)
         raw = reply.raw if isinstance(reply.raw, dict) else {}
         return {"status": "ok", "text": reply.text, "error": None, "model_id": backend.model_id,
                 "structured": raw.get("structured", "grammar" if kw else None),
@@ -287,8 +289,8 @@ def generate(backend, contexts: Sequence[Mapping[str, Any]], personas: Sequence[
     from evads_kedro.pipelines.qa_generation.calls import run_calls
 
     decoding = dict(params.get("decoding") or {})
-    n_items = int(params.get("items_per_agent", 2))
-    n_calls = max(1, int(params.get("calls_per_agent", 1)))
+    n_items = int(params.get("items_per_agent", 1))
+    n_calls = max(1, int(params.get("calls_per_agent", 2)))
     concurrency = max(1, int(params.get("concurrency", 4)))
 
     structured = structured_json(params, backend)
@@ -305,7 +307,7 @@ def generate(backend, contexts: Sequence[Mapping[str, Any]], personas: Sequence[
                                       None if structured else prefill_text(params, p, k))
                 dec = dict(decoding)
                 if structured:
-                    dec["max_tokens"] = max(int(dec.get("max_tokens", 1024)),
+                    dec["max_tokens"] = max(int(dec.get("max_tokens", 320)),
                                             STRUCTURED_MIN_TOKENS)
                 if k and dec.get("seed") is not None:
                     dec["seed"] = int(dec["seed"]) + k

@@ -113,9 +113,10 @@ def _fmt_duration(d: Any) -> str:
 
 # ----------------------------------------------------------------------------- 3. verifier
 def verify_candidates(candidates: pd.DataFrame, contexts: pd.DataFrame,
-                      params: Mapping[str, Any]) -> pd.DataFrame:
-    """Deterministic checks (:mod:`verify`) on every candidate; status verified|rejected."""
-    vparams = params.get("verifier") or {}
+                      verifier: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Deterministic checks (:mod:`verify`, settings ``params:qa_generation.verifier``) on
+    every candidate; status verified|rejected."""
+    vparams = verifier or {}
     index = {r["video_id"]: verify.second_index(r["timeline_full"])
              for r in contexts.to_dict("records")}
     from tqdm.auto import tqdm
@@ -310,11 +311,12 @@ def _metrics(verified, call_rej, rejected, qa, gaps) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- 5. export
-def export_items(qa: pd.DataFrame, params: Mapping[str, Any]
+def export_items(qa: pd.DataFrame, export_params: Mapping[str, Any] | None
                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(SFT rows, RL rows, review sheet). ``export.both_splits`` writes every item to both
-    layouts; otherwise videos are split by a stable hash with ``export.rl_fraction`` to RL."""
-    ep = params.get("export") or {}
+    """(SFT rows, RL rows, review sheet); ``export_params`` = ``params:qa_generation.export``.
+    ``both_splits`` writes every item to both layouts; otherwise videos are split by a stable
+    hash with ``rl_fraction`` to RL."""
+    ep = export_params or {}
     if ep.get("both_splits", False):
         sft_qa, rl_qa = qa, qa
     else:
@@ -324,19 +326,22 @@ def export_items(qa: pd.DataFrame, params: Mapping[str, Any]
     return export.sft_rows(sft_qa, ep), export.rl_rows(rl_qa, ep), export.review_sheet(qa)
 
 
-def apply_review_sheet(qa: pd.DataFrame, review: pd.DataFrame, params: Mapping[str, Any]
+def apply_review_sheet(qa: pd.DataFrame, review: pd.DataFrame,
+                       verifier: Mapping[str, Any] | None,
+                       export_params: Mapping[str, Any] | None
                        ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Re-import an edited review sheet: (reviewed QA, log, SFT rows, RL rows). Edited rows are
-    re-verified with the deterministic checks; a failing edit is logged (``edit_rejected`` +
-    reasons) and not exported. Without a sheet (file absent) every output is empty and a
+    re-verified with the deterministic checks (``params:qa_generation.verifier``) and exported
+    as :func:`export_items` does (``params:qa_generation.export``); a failing edit is logged
+    (``edit_rejected`` + reasons) and not exported. Without a sheet (file absent) every output is empty and a
     warning says so."""
     if review.attrs.get("missing_file"):
         logger.warning("qa_generation: no edited review sheet at %s; reviewed outputs are empty",
                        review.attrs["missing_file"])
         review = pd.DataFrame(columns=export.REVIEW_COLUMNS)
-    reviewed, log = export.apply_review(qa, review, params.get("verifier") or {})
+    reviewed, log = export.apply_review(qa, review, verifier or {})
     for r in log[log["action"] == "edit_rejected"].itertuples():
         logger.warning("qa_generation review: edit of %s rejected (%s); the item is not "
                        "exported, fix the edit_* cells and re-import", r.question_id, r.reason)
-    sft, rl, _ = export_items(reviewed, params)
+    sft, rl, _ = export_items(reviewed, export_params)
     return reviewed, log, sft, rl

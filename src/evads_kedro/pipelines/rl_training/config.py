@@ -104,14 +104,19 @@ def make_variant(variant: Mapping[str, Any], default_weights: Mapping[str, float
 
 
 # --------------------------------------------------------------------------------------- LoRA
+# conf/base's rl_training.lora.target_modules: the language model's linear layers, not the
+# vision tower's
+LORA_TARGETS = r"^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
 def lora_kwargs(lora: Mapping[str, Any]) -> dict[str, Any]:
     """``peft.LoraConfig`` keyword arguments from the ``lora`` parameter block."""
-    targets = lora.get("target_modules", "all-linear")
+    targets = lora.get("target_modules", LORA_TARGETS)
     extra = lora.get("modules_to_save")
     return {
         "modules_to_save": list(extra) if extra else None,
-        "r": int(lora.get("r", 16)),
-        "lora_alpha": int(lora.get("alpha", 32)),
+        "r": int(lora.get("r", 64)),
+        "lora_alpha": int(lora.get("alpha", 128)),
         "lora_dropout": float(lora.get("dropout", 0.05)),
         "target_modules": list(targets) if isinstance(targets, (list, tuple)) else targets,
         "bias": "none",
@@ -158,8 +163,8 @@ def sft_config_kwargs(sft: Mapping[str, Any], plan: DevicePlan, output_dir: str,
     kw = _common(sft, plan, output_dir, seed)
     kw.update({
         # null = no truncation (TRL's advice for VL models: truncation can cut image tokens)
-        "max_length": None if sft.get("max_length", 4096) is None else int(sft["max_length"])
-        if "max_length" in sft else 4096,
+        "max_length": None if sft.get("max_length", 8192) is None
+        else int(sft.get("max_length", 8192)),
         "completion_only_loss": True,
         "packing": bool(sft.get("packing", False)),
         "run_name": run_name,

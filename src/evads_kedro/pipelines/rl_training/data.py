@@ -64,7 +64,7 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(sft, rl, heldout, report). ``count_tokens(text) -> int`` measures prompts; prompts
     longer than ``max_prompt_tokens`` are dropped (TRL no longer truncates prompts)."""
-    max_tokens = int(data.get("max_prompt_tokens", 4096))
+    max_tokens = int(data.get("max_prompt_tokens", 6144))
     frames = dict(data.get("frames") or {})
     paths = _video_paths(videos) if vision and frames.get("enabled", True) else {}
     per_video = image_tokens(frames) if paths else 0
@@ -101,7 +101,7 @@ def build_examples(qa: pd.DataFrame, videos: pd.DataFrame | None, count_tokens,
     rl = rl[rl["n_prompt_tokens"] <= max_tokens]
     vids = sorted(rl["video_id"].astype(str).unique())
     random.Random(seed).shuffle(vids)
-    held = set(vids[: int(data.get("heldout_videos", 0))])
+    held = set(vids[: int(data.get("heldout_videos", 20))])
     heldout = rl[rl["video_id"].astype(str).isin(held)]
     heldout = _sample_rows(heldout, data.get("max_heldout_examples"), seed)
     rl = rl[~rl["video_id"].astype(str).isin(held)]

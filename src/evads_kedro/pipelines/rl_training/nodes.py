@@ -176,14 +176,14 @@ def prepare_base_model(released_qa: pd.DataFrame, params: dict[str, Any]) -> tup
     model = params.get("model") or {}
     if model.get("source") == "tiny":
         n = int((model.get("tiny") or {}).get("tokenizer_texts", 2000))
-        sample = released_qa.sample(n=min(n, len(released_qa)), random_state=int(params.get("seed", 0)))
+        sample = released_qa.sample(n=min(n, len(released_qa)), random_state=int(params.get("seed", 42)))
         for col in ("prompt", "answer", "think", "clues"):
             texts += [t for t in sample[col].dropna().astype(str)]
         from evads_kedro.prompts import OFFICIAL_INSTRUCTION
 
         texts.append(OFFICIAL_INSTRUCTION)
     out = scratch_dir("base")
-    info = models.prepare_base(model, texts, out, seed=int(params.get("seed", 0)))
+    info = models.prepare_base(model, texts, out, seed=int(params.get("seed", 42)))
     info["wall_s"] = round(time.perf_counter() - t0, 2)
     logger.info("base model: %s", info)
     return str(out), info
@@ -200,7 +200,7 @@ def build_datasets(released_qa: pd.DataFrame, released_videos: pd.DataFrame, bas
 
     sft, rl, held, report = rl_data.build_examples(
         released_qa, released_videos, count, params.get("data") or {}, bool(info.get("vision")),
-        seed=int(params.get("seed", 0)))
+        seed=int(params.get("seed", 42)))
     report["base_model"] = {k: v for k, v in info.items() if k != "path"}
     logger.info("rl_training examples: sft %d, rl %d, held-out %d (%s)", len(sft), len(rl),
                 len(held), report["input_mode"])
