@@ -80,6 +80,26 @@ def _isolate_mlflow_globals():
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 
 
+# ------------------------------------------------------- the slowest files start first
+# Under `make test` (pytest-xdist, whole files per worker, handed out in collection order) a
+# file of several minutes collected last would run alone at the end; these start first. Only
+# the order changes: every test still runs.
+SLOW_FILES_FIRST = (
+    "test_qa_generation_local.py", "reliability/test_rel_kill.py", "test_ingestion_e2e.py",
+    "test_notebooks.py", "test_evaluation_official_run.py", "test_rl_pipeline.py",
+    "test_scale_executors.py", "test_asr.py", "test_ingestion_pipeline.py", "test_readme.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next((i for i, name in enumerate(SLOW_FILES_FIRST) if path.endswith(name)),
+                    len(SLOW_FILES_FIRST))
+
+    items.sort(key=rank)  # stable: the order inside each file is kept
+
+
 # ----------------------------------------------- pytest-xdist: one reliability table
 # The controller collects nothing, so tests/reliability/conftest.py is never loaded there: the
 # workers send their outcomes (``workeroutput``) and the table is drawn here, once.
