@@ -25,10 +25,11 @@ run: install samples
 	$(KEDRO) run
 
 # Two pytest-xdist workers (the machine has 2 cores), whole files per worker so module fixtures
-# are built once; the reliability table is still drawn once, by the controller.
+# are built once, in collection order (tests/conftest.py deals the slowest files first); the
+# reliability table is still drawn once, by the controller.
 PYTEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The fault suite alone (also part of `make test`); its conftest prints the per-kind table and,
 # last, a JSON line {"kinds", "tried", "handled", "lost", "unrecorded"}.

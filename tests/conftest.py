@@ -81,9 +81,10 @@ def _isolate_mlflow_globals():
 
 
 # ------------------------------------------------------- the slowest files start first
-# Under `make test` (pytest-xdist, whole files per worker, handed out in collection order) a
-# file of several minutes collected last would run alone at the end; these start first. Only
-# the order changes: every test still runs.
+# Under `make test` (pytest-xdist, whole files per worker) the first files are dealt to the two
+# workers in turn, the rest on demand. The slowest file goes first to one worker and the other
+# slow files alternate with light ones, so they land on the other worker and neither ends alone
+# on a long file. Only the order changes: every test still runs.
 SLOW_FILES_FIRST = (
     "test_qa_generation_local.py", "reliability/test_rel_kill.py", "test_ingestion_e2e.py",
     "test_notebooks.py", "test_evaluation_official_run.py", "test_rl_pipeline.py",
@@ -91,13 +92,24 @@ SLOW_FILES_FIRST = (
 )
 
 
-def pytest_collection_modifyitems(session, config, items) -> None:
-    def rank(item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return next((i for i, name in enumerate(SLOW_FILES_FIRST) if path.endswith(name)),
-                    len(SLOW_FILES_FIRST))
+def _slow_rank(path: str) -> int | None:
+    return next((i for i, name in enumerate(SLOW_FILES_FIRST) if path.endswith(name)), None)
 
-    items.sort(key=rank)  # stable: the order inside each file is kept
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    by_file: dict[str, list] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    slow = sorted((f for f in by_file if _slow_rank(f) is not None), key=_slow_rank)
+    light = [f for f in by_file if _slow_rank(f) is None]
+    order = slow[:1]
+    rest = slow[1:]
+    while rest or light:  # slow files on the odd places: dealt to the other worker
+        if rest:
+            order.append(rest.pop(0))
+        if light:
+            order.append(light.pop(0))
+    items[:] = [item for f in order for item in by_file[f]]
 
 
 # ----------------------------------------------- pytest-xdist: one reliability table
