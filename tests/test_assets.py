@@ -131,8 +131,11 @@ def test_ct2_reader_dequantizes_int8_and_resolves_aliases(tmp_path):
 
 # --------------------------------------------------------------------- real packaged weights
 @pytest.mark.slow
-def test_prepare_is_idempotent_and_verify_passes():
+def test_prepare_is_idempotent_and_verify_passes(tmp_path, monkeypatch):
     require(*assets.PACKAGES)
+    # its own models dir: a (re)derivation must never swap files under the other test worker,
+    # which loads the shared models/ at the same time
+    monkeypatch.setenv("EVADS_MODELS_DIR", str(tmp_path))
     first = assets.prepare()
     assert all(r["status"] in ("ok", "derived") for r in first), first
     t0 = time.perf_counter()
