@@ -109,8 +109,8 @@ def test_unreachable_judge_gives_none_and_is_not_cached(tmp_path):
 
 
 def test_cli_serves_while_the_command_runs():
-    code = ("import os, httpx; u = os.environ['EVADS_JUDGE_BASE_URL']; "
-            "print(httpx.get(u + '/models').json()['data'][0]['id'])")
+    code = ("import json, os, urllib.request; u = os.environ['EVADS_JUDGE_BASE_URL']; "
+            "print(json.load(urllib.request.urlopen(u + '/models'))['data'][0]['id'])")
     out = subprocess.run([sys.executable, "-m", "evads_kedro.pipelines.rl_training.smoke_judge",
                           "--", sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=60)

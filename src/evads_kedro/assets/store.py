@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evads_kedro.backends import hf_load
 from evads_kedro.hashing import sha256_file
 from evads_kedro.paths import project_root
 
@@ -491,7 +492,7 @@ def _ensure_smollm2() -> tuple[Path, bool]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kwargs = {"gguf_file": gguf.name, "local_files_only": True}
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **kwargs)
+        model = hf_load.load_model(AutoModelForCausalLM, str(gguf.parent), **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):

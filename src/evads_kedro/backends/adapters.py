@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evads_kedro.backends import hf_load
+
 POINTER = "evads_base_model.json"  # written by rl_training.models.prepare_base
 ADAPTER_CONFIG = "adapter_config.json"
 _WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -96,8 +98,9 @@ def merge_adapters(model: Any, dirs: Sequence[Path]) -> Any:
         return model
     from peft import PeftModel
 
-    for d in dirs:
-        model = PeftModel.from_pretrained(model, str(d)).merge_and_unload()
+    with hf_load.LOAD_LOCK:
+        for d in dirs:
+            model = PeftModel.from_pretrained(model, str(d)).merge_and_unload()
     return model
 
 
@@ -120,8 +123,8 @@ def merge_to_folder(model_dir: str | Path, adapter_dir: Any, out_dir: str | Path
     else:
         from transformers import AutoModelForCausalLM as Model
         from transformers import AutoTokenizer as Proc
-    model = merge_adapters(Model.from_pretrained(str(base), local_files_only=True,
-                                                 dtype="auto"), dirs)
+    model = merge_adapters(hf_load.load_model(Model, str(base), local_files_only=True,
+                                              dtype="auto"), dirs)
     proc = Proc.from_pretrained(str(base), local_files_only=True)
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")

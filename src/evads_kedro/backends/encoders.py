@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from evads_kedro.backends import hf_load
 from evads_kedro.backends.factory import BuildOnce
 from evads_kedro.devices import resolve_device, torch_dtype_for
 
@@ -166,8 +167,8 @@ class HFEncoder(FrameEncoder):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
         self.processor = AutoImageProcessor.from_pretrained(self.model_dir, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True,
-                                               dtype=self.dtype).eval().to(self.device)
+        self.model = hf_load.load_model(AutoModel, self.model_dir, local_files_only=True,
+                                        dtype=self.dtype).eval().to(self.device)
         model_type = getattr(self.model.config, "model_type", "unknown")
         if pooling == "auto":
             pooling = "image_features" if hasattr(self.model, "get_image_features") else "pooler"

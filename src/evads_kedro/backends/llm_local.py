@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evads_kedro.backends import adapters
+from evads_kedro.backends import adapters, hf_load
 from evads_kedro.backends.llm_base import ChatBackend, ChatError, ChatReply, encode_image
 
 logger = logging.getLogger(__name__)
@@ -120,14 +120,14 @@ class LocalTransformersChat(ChatBackend):
         if self.supports_images:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
-            model = AutoModelForImageTextToText.from_pretrained(str(self.model_dir), **kw)
+            model = hf_load.load_model(AutoModelForImageTextToText, str(self.model_dir), **kw)
             proc = AutoProcessor.from_pretrained(str(self.model_dir), local_files_only=True)
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), **kw)
+            model = hf_load.load_model(AutoModelForCausalLM, str(self.model_dir), **kw)
             proc = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        model = adapters.merge_adapters(model, self.adapter_dirs)
+        model = hf_load.build_locked(lambda: adapters.merge_adapters(model, self.adapter_dirs))
         model.to(device).eval()
         self._loaded = (model, proc, device)
         logger.info("loaded %s on %s (%s)", self.model_dir, device, dtype)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from evads_kedro.backends import hf_load
 from evads_kedro.pipelines.qa_generation.verify import normalize
 
 
@@ -112,7 +113,8 @@ def embed(texts: Sequence[str], params: Mapping[str, Any]):
     if model is None:
         from sentence_transformers import SentenceTransformer
 
-        model = _ENCODERS[folder] = SentenceTransformer(folder, device="cpu")
+        model = _ENCODERS[folder] = hf_load.build_locked(
+            lambda: SentenceTransformer(folder, device="cpu"))
     vecs = model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False,
                         batch_size=32)
     return np.asarray(vecs, dtype=np.float32)

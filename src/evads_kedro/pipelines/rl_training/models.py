@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from evads_kedro.backends import hf_load
 from evads_kedro.pipelines.rl_training.config import DevicePlan
 
 logger = logging.getLogger(__name__)
@@ -248,10 +249,10 @@ def load_model(info: Mapping[str, Any], plan: DevicePlan, attn_implementation: s
     if info.get("vision"):
         from transformers import AutoModelForImageTextToText
 
-        return AutoModelForImageTextToText.from_pretrained(info["path"], **kwargs)
+        return hf_load.load_model(AutoModelForImageTextToText, info["path"], **kwargs)
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(info["path"], **kwargs)
+    return hf_load.load_model(AutoModelForCausalLM, info["path"], **kwargs)
 
 
 def load_sft_policy(info: Mapping[str, Any], adapter_dir: str | Path, plan: DevicePlan,
@@ -261,4 +262,5 @@ def load_sft_policy(info: Mapping[str, Any], adapter_dir: str | Path, plan: Devi
     from peft import PeftModel
 
     base = load_model(info, plan, attn_implementation)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    return hf_load.build_locked(
+        lambda: PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload())
