@@ -173,7 +173,7 @@ def test_build_chat_caches_and_validates(monkeypatch):
     with pytest.raises(ValueError, match="base_url and model"):
         monkeypatch.delenv("EVADS_LLM_BASE_URL", raising=False)
         build_chat({"backend": "openai", "model": "x"})
-    with pytest.raises(ValueError, match="unknown chat backend"):
+    with pytest.raises(ValueError, match="backend.backend: .*'openai' or 'local'"):
         build_chat({"backend": "nope"})
 
 

@@ -21,6 +21,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from evads_kedro.frames import FrameStack
+from evads_kedro.params.chat import ChatBackend as ChatBackendParams
+from evads_kedro.params.errors import validate
+from evads_kedro.params.qa_generation import Captions as CaptionsParams
+
+#: The captions block's own keys (keyframe selection, prompt, decoding): stripped before the
+#: rest of the block reaches ``build_chat``, which rejects keys it does not know.
+CAPTION_KEYS: frozenset[str] = (frozenset(CaptionsParams.model_fields)
+                                - frozenset(ChatBackendParams.model_fields))
 
 
 @dataclass(frozen=True)
@@ -92,18 +100,20 @@ class ChatCaptioner:
         await self.backend.aclose()
 
 
-def build_captioner(params: Mapping[str, Any] | None) -> ChatCaptioner | None:
+def build_captioner(params: Mapping[str, Any] | None,
+                    where: str = "qa_generation.captions") -> ChatCaptioner | None:
     """``{backend: none}`` (or no params) → None; ``openai`` / ``local`` → :class:`ChatCaptioner`
     over :func:`~evads_kedro.backends.llm.build_chat` (a local folder must be an
     image-text-to-text model; ``vision`` is forced on)."""
     p = dict(params or {})
+    validate(CaptionsParams, p, where)  # a typo of a caption key names its closest one
     kind = str(p.get("backend") or "none").lower()
     if kind == "none":
         return None
     from evads_kedro.backends.llm import build_chat
 
-    chat_params = {k: v for k, v in p.items() if k not in ("max_tokens", "temperature", "seed")}
+    chat_params = {k: v for k, v in p.items() if k not in CAPTION_KEYS}
     if kind == "local":
         chat_params["vision"] = True
-    return ChatCaptioner(build_chat(chat_params), max_tokens=int(p.get("max_tokens", 64)),
+    return ChatCaptioner(build_chat(chat_params, where), max_tokens=int(p.get("max_tokens", 64)),
                          temperature=float(p.get("temperature", 0.0)), seed=p.get("seed", 0))

@@ -31,6 +31,8 @@ from evads_kedro.backends.llm_http import (  # noqa: F401 - re-exported for test
     _release_all,
 )
 from evads_kedro.backends.llm_local import LocalTransformersChat
+from evads_kedro.params.chat import ChatBackend as ChatBackendParams
+from evads_kedro.params.chat import check_chat_backend
 
 __all__ = [
     "ChatBackend",
@@ -40,6 +42,7 @@ __all__ = [
     "Message",
     "OpenAICompatibleChat",
     "TokenBucket",
+    "CHAT_KEYS",
     "build_chat",
     "clear_chat_cache",
     "encode_image",
@@ -47,6 +50,9 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------- factory
+#: Every key ``build_chat`` accepts: the fields of :class:`evads_kedro.params.chat.ChatBackend`,
+#: the same model the parameter hook validates ``...backend`` blocks with.
+CHAT_KEYS: frozenset[str] = frozenset(ChatBackendParams.model_fields)
 _CACHE: dict[str, ChatBackend] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -68,7 +74,7 @@ def _resolve_model_dir(params: Mapping[str, Any]) -> Path:
     raise ValueError("local backend needs model_dir (a Hugging Face folder) or asset: smollm2")
 
 
-def build_chat(params: Mapping[str, Any]) -> ChatBackend:
+def build_chat(params: Mapping[str, Any], where: str = "backend") -> ChatBackend:
     """Build (once per process per distinct ``params``) the backend described by ``params``.
 
     ``backend: openai`` → :class:`OpenAICompatibleChat` (``base_url``: one URL or a list,
@@ -77,10 +83,15 @@ def build_chat(params: Mapping[str, Any]) -> ChatBackend:
     ``EVADS_LLM_BASE_URL`` / ``EVADS_LLM_MODEL`` environment variables.
     ``backend: local`` → :class:`LocalTransformersChat` (``model_dir`` or ``asset``,
     ``device``, ``precision``, ``vision``, ``adapter_dir``: LoRA folder(s), see
-    :mod:`evads_kedro.backends.adapters`). Unknown keys are ignored (callers keep decoding
-    parameters in the same mapping).
+    :mod:`evads_kedro.backends.adapters`).
+
+    The mapping is checked first against :data:`CHAT_KEYS` and their types
+    (:func:`~evads_kedro.params.chat.check_chat_backend`): an unknown key raises
+    :class:`~evads_kedro.params.errors.ParameterError` naming ``<where>.<key>`` and the closest
+    valid key, so callers strip their own keys (decoding, captions) before calling.
     """
     params = dict(params)
+    check_chat_backend(params, where)
     key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     with _CACHE_LOCK:
         if key in _CACHE:

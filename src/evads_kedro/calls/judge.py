@@ -17,14 +17,15 @@ from evads_kedro.calls.templates import JUDGE_FIELDS, load_template
 from evads_kedro.scoring import InvalidScore, parse_judge_reply
 
 
-def judge_settings(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Judge backend + template + decoding, with its identity (model id, template hash)."""
+def judge_settings(params: Mapping[str, Any], where: str = "evaluation.judge") -> dict[str, Any]:
+    """Judge backend + template + decoding, with its identity (model id, template hash);
+    ``where`` is the judge block's key path, named in a bad-key error."""
     j = dict(params.get("judge") or {})
     path = params.get("judge_prompt_path") or j.get("prompt_path")
     if not path:
         raise ValueError("set evaluation.judge_prompt_path to a judge prompt template")
     template = load_template(path, JUDGE_FIELDS)
-    backend = build_chat(j.get("backend") or {})
+    backend = build_chat(j.get("backend") or {}, f"{where}.backend")
     setting = j.get("constrained", False)
     official = params.get("protocol") == "official"
     if official and isinstance(backend, OpenAICompatibleChat):

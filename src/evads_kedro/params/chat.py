@@ -49,6 +49,8 @@ class ChatBackend(Block):
     precision: Literal["auto", "fp32", "fp16", "bf16"] | None = None
     vision: bool | Literal["auto"] | None = None
     num_threads: PositiveInt | None = None
+    # LoRA folder(s) merged in order (rl_compare fills it per variant)
+    adapter_dir: str | list[str] | None = None
 
     @model_validator(mode="after")
     def _local_names_a_model(self) -> ChatBackend:
@@ -59,7 +61,7 @@ class ChatBackend(Block):
 
 
 def check_chat_backend(params: Mapping[str, Any], where: str = "backend") -> ChatBackend:
-    """Validate one backend mapping (what ``build_chat`` should call first); raises
+    """Validate one backend mapping (``build_chat`` calls it first); raises
     :class:`~evads_kedro.params.errors.ParameterError` naming ``where.<key>``."""
     from evads_kedro.params.errors import validate
 

@@ -307,7 +307,8 @@ def configured_judges(evaluation: Mapping[str, Any]) -> dict[str, dict[str, Any]
     path = evaluation["judge_prompt_path"]
     judges = {"judge": judge_settings(evaluation)}
     for name, block in (settings.get("judges") or {}).items():
-        judges[str(name)] = judge_settings({"judge_prompt_path": path, "judge": dict(block)})
+        judges[str(name)] = judge_settings({"judge_prompt_path": path, "judge": dict(block)},
+                                           f"evaluation.judge_probes.judges.{name}")
     return judges
 
 

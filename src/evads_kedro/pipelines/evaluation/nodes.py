@@ -419,7 +419,8 @@ def _answer_jobs(questions: pd.DataFrame, params: Mapping[str, Any]):
             extra.setdefault("mm_processor_kwargs",
                              video_parts.processor_kwargs(s.get("video_native")))
             bparams["extra_body"] = extra
-        backend: ChatBackend = build_chat(bparams)
+        backend: ChatBackend = build_chat(
+            bparams, f"evaluation.models_under_test.{name}.backend")
         if s["video"] == "frames" and not backend.supports_images:
             raise ValueError(f"model {name!r} asks for video frames but {backend!r} has no "
                              "image input; use video: none or a vision model")

@@ -77,7 +77,7 @@ def llm_task_labels(qa: pd.DataFrame, cache: JsonlCache, settings: Mapping[str, 
                          "is empty; give a backend (e.g. {backend: openai, base_url: ..., "
                          "model: ...}) or use method: rules")
     template = load_template(settings.get("prompt_path") or DEFAULT_PROMPT, ("question",))
-    backend = build_chat(backend_spec)
+    backend = build_chat(backend_spec, "evaluation.task_classifier.backend")
     constrained, model_id = resolve_constrained(backend, settings.get("constrained", "auto"),
                                                 "task_classifier.constrained")
     template_hash = text_hash(template)

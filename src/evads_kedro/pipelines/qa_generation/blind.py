@@ -31,7 +31,7 @@ def judge_settings_for(bp: Mapping[str, Any], default_llm: Mapping[str, Any]) ->
     j["backend"] = j.get("backend") or dict(default_llm)
     return judge_settings({"judge_prompt_path": bp.get("judge_prompt_path",
                                                        "conf/base/prompts/evaluation/judge.txt"),
-                           "judge": j})
+                           "judge": j}, "qa_generation.blind_check.judge")
 
 
 def blind_verdicts(items: list[Mapping[str, Any]], timelines: Mapping[str, str],
@@ -46,7 +46,8 @@ def blind_verdicts(items: list[Mapping[str, Any]], timelines: Mapping[str, str],
     if not items:
         return []
     threshold = float(bp.get("threshold", 0.75))
-    answerer = build_chat(bp.get("llm") or params["llm"])
+    answerer = (build_chat(bp["llm"], "qa_generation.blind_check.llm") if bp.get("llm")
+                else build_chat(params["llm"], "qa_generation.llm"))
     decoding = dict(bp.get("decoding") or {"temperature": 0.0, "seed": 42, "max_tokens": 128})
     folder = _resolve(params.get("prompt_dir", "conf/base/prompts/qa_generation"))
     template = (folder / bp.get("prompt_file", "blind_answer.txt")).read_text(encoding="utf-8")

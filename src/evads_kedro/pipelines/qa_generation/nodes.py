@@ -86,7 +86,7 @@ def generate_candidates(contexts: pd.DataFrame, captions: pd.DataFrame,
     from evads_kedro.backends.llm import build_chat
 
     personas = agents.load_personas(params)
-    backend = build_chat(params["llm"])
+    backend = build_chat(params["llm"], "qa_generation.llm")
     lines = visual.caption_lines(captions)
     ctxs = [{**r, "duration_s": _fmt_duration(r["duration_s"]),
              "captions": lines.get(str(r["video_id"]), "")}
@@ -204,7 +204,8 @@ def critic_pass(verified: pd.DataFrame, contexts: pd.DataFrame, params: Mapping[
              | {"quotes": json.loads(out.at[i, "quotes"])}) for i in todo]
     system = (agents._resolve(params.get("prompt_dir", "conf/base/prompts/qa_generation"))
               / "critic.txt").read_text(encoding="utf-8")
-    backend = build_chat(cp.get("llm") or params["llm"])
+    backend = (build_chat(cp["llm"], "qa_generation.critic.llm") if cp.get("llm")
+               else build_chat(params["llm"], "qa_generation.llm"))
     verdicts = agents.critique(backend, jobs, system, cp,
                                cache if params.get("use_cache", True) else None)
     errors = 0

@@ -69,8 +69,9 @@ class BatchJudge:
         self.stats: Counter[str] = Counter()
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], cache) -> BatchJudge:
-        return cls(judge_settings(params), cache)
+    def from_params(cls, params: Mapping[str, Any], cache,
+                    where: str = "rl_training.judge") -> BatchJudge:
+        return cls(judge_settings(params, where), cache)
 
     def key(self, role: str, question_id: str, text: str) -> str:
         payload = {"kind": "judgement", "judge": self.model_id, "template": self.template_hash,
