@@ -24,11 +24,12 @@ from llm_server import FakeLLMServer, Hang, Reply, Status, Truncated, scripted
 USER = [{"role": "user", "content": "hello"}]
 
 
-def client(server: FakeLLMServer, **kw) -> OpenAICompatibleChat:
+def client(server: FakeLLMServer | str, cls=OpenAICompatibleChat, **kw):
+    """A client of ``cls`` on ``server`` (or a URL) with fast backoff and no API key."""
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("backoff_max", 0.05)
     kw.setdefault("timeout", 2.0)
-    return OpenAICompatibleChat(server.base_url, "fake-model", api_key_env=None, **kw)
+    return cls(getattr(server, "base_url", server), "fake-model", api_key_env=None, **kw)
 
 
 def chat(c, messages=USER, **kw):
@@ -41,22 +42,38 @@ def chat(c, messages=USER, **kw):
     return asyncio.run(go())
 
 
-def test_normal_reply_and_request_body():
+@pytest.fixture(params=["handwritten", "sdk"])
+def any_client(request):
+    """``make(server, **kw)`` for each transport: the hand-written aiohttp client and the
+    openai-SDK one (backends.openai_sdk; skipped when openai/aiolimiter are missing). Both must
+    keep the same request body, retries and error taxonomy."""
+    if request.param == "sdk":
+        pytest.importorskip("openai")
+        pytest.importorskip("aiolimiter")
+        from evads_kedro.backends.openai_sdk import OpenAISdkChat as cls
+    else:
+        cls = OpenAICompatibleChat
+    return lambda server, **kw: client(server, cls, **kw)
+
+
+# ------------------------------------------------ both transports (hand-written and SDK)
+def test_normal_reply_and_request_body(any_client):
     with FakeLLMServer(scripted([("hello", [Reply("hi there")])])) as srv:
-        reply = chat(client(srv), temperature=0.0, seed=42, max_tokens=8)
+        reply = chat(any_client(srv, extra_body={"top_k": 5}), temperature=0.0, seed=42,
+                     max_tokens=8)
         assert reply.text == "hi there" and reply.attempts == 1 and reply.latency > 0
         assert reply.usage["completion_tokens"] == len("hi there")
         body = srv.requests[0]["body"]
         assert body["model"] == "fake-model" and body["temperature"] == 0.0
         assert body["seed"] == 42 and body["max_tokens"] == 8
-        assert body["messages"] == USER
+        assert body["messages"] == USER and body["top_k"] == 5
 
 
-def test_429_honours_retry_after():
+def test_429_honours_retry_after(any_client):
     script = scripted([("hello", [Status(429, headers={"Retry-After": "0.4"}), Reply("ok")])])
     with FakeLLMServer(script) as srv:
         t0 = time.perf_counter()
-        reply = chat(client(srv))
+        reply = chat(any_client(srv))
         elapsed = time.perf_counter() - t0
     assert reply.text == "ok" and reply.attempts == 2
     assert elapsed >= 0.4  # waited as told, not the 0.05 s backoff cap
@@ -65,9 +82,9 @@ def test_429_honours_retry_after():
 
 @pytest.mark.parametrize("failure", [Status(500), Status(503), Truncated(), Hang(1.0)],
                          ids=["500", "503", "truncated_json", "timeout"])
-def test_transient_failures_are_retried(failure):
+def test_transient_failures_are_retried(any_client, failure):
     with FakeLLMServer(scripted([("hello", [failure, Reply("recovered")])])) as srv:
-        reply = chat(client(srv, timeout=0.3))
+        reply = chat(any_client(srv, timeout=0.3))
         assert reply.text == "recovered" and reply.attempts == 2
 
 
@@ -75,21 +92,26 @@ def test_transient_failures_are_retried(failure):
     (Status(500), "http_500"), (Truncated(), "bad_json"), (Hang(1.0), "timeout"),
     (Status(429, headers={"Retry-After": "0"}), "http_429"),
 ])
-def test_exhausted_retries_raise_with_reason(failure, reason):
+def test_exhausted_retries_raise_with_reason(any_client, failure, reason):
     with FakeLLMServer(scripted([("hello", [failure])])) as srv:
         with pytest.raises(ChatError) as info:
-            chat(client(srv, timeout=0.3, max_retries=2))
+            chat(any_client(srv, timeout=0.3, max_retries=2))
         assert info.value.reason == reason and info.value.attempts == 3
-        assert srv.n_requests == 3
+        assert srv.n_requests == 3  # one request per attempt (the SDK's own retries are off)
 
 
-def test_client_errors_are_not_retried():
+def test_client_errors_are_not_retried_and_a_dead_port_is_transport(any_client):
     with FakeLLMServer(scripted([("hello", [Status(400, body='{"error": "bad"}')])])) as srv:
         with pytest.raises(ChatError, match="http_400"):
-            chat(client(srv))
+            chat(any_client(srv))
         assert srv.n_requests == 1
+        url = srv.base_url
+    with pytest.raises(ChatError) as info:
+        chat(any_client(url, max_retries=0))
+    assert info.value.reason == "transport"
 
 
+# ------------------------------------------------------------- the hand-written client
 def test_images_are_sent_as_data_urls():
     frame = np.zeros((64, 128, 3), np.uint8)
     frame[:, :64] = 255
