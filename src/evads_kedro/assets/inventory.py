@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# the public lookups by module (``store.minilm_dir``): the package's __init__ lists them once
+from evads_kedro.assets import store
 from evads_kedro.assets.store import (
     _RAPIDOCR_RUNTIME_MODULES,
     _SMOLLM2_FORMAT,
@@ -27,12 +29,6 @@ from evads_kedro.assets.store import (
     _ensure_whisper_ct2,
     _package_dir,
     _read_manifest,
-    easyocr_en_dir,
-    efficientnet_lite0_state_path,
-    minilm_dir,
-    models_dir,
-    rapidocr_available,
-    smollm2_gguf_path,
 )
 from evads_kedro.assets.whisper_pt import _WHISPER_PT_FORMAT, _ensure_whisper_pt
 from evads_kedro.hashing import forget_hashes
@@ -43,7 +39,7 @@ def _ensure_plain(fn: Callable[[], Any]) -> Callable[[], tuple[Any, bool]]:
 
 
 def _rapidocr_row() -> tuple[Path | str, bool]:
-    if not rapidocr_available():
+    if not store.rapidocr_available():
         raise AssetMissingError(
             f"rapidocr-onnxruntime or one of {', '.join(_RAPIDOCR_RUNTIME_MODULES)} is not "
             f"installed: {INSTALL_HINT}"
@@ -55,11 +51,11 @@ _ASSETS: dict[str, tuple[Callable[[], tuple[Any, bool]], str]] = {
     # name: (ensure -> (path, derived_now), what)
     "whisper-ct2": (_ensure_whisper_ct2, "faster-whisper base (CTranslate2, joined)"),
     "whisper-pt": (_ensure_whisper_pt, "openai-whisper base checkpoint (converted)"),
-    "easyocr-en": (_ensure_plain(easyocr_en_dir), "EasyOCR CRAFT + english_g2"),
+    "easyocr-en": (_ensure_plain(store.easyocr_en_dir), "EasyOCR CRAFT + english_g2"),
     "rapidocr": (_rapidocr_row, "RapidOCR PP-OCRv4 zh/en ONNX"),
-    "efficientnet-lite0": (_ensure_plain(efficientnet_lite0_state_path), "frame encoder"),
+    "efficientnet-lite0": (_ensure_plain(store.efficientnet_lite0_state_path), "frame encoder"),
     "smollm2": (_ensure_smollm2, "SmolLM2-135M-Instruct HF export"),
-    "minilm": (_ensure_plain(minilm_dir), "all-MiniLM-L6-v2 sentence embeddings"),
+    "minilm": (_ensure_plain(store.minilm_dir), "all-MiniLM-L6-v2 sentence embeddings"),
 }
 ASSET_NAMES: tuple[str, ...] = tuple(_ASSETS)
 
@@ -105,7 +101,7 @@ def verify(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     nothing. Status: 'ok' | 'not prepared' | 'missing' | 'INTEGRITY'."""
     forget_hashes()
     rows = []
-    mdir = models_dir()
+    mdir = store.models_dir()
     manifest = _read_manifest(mdir)["assets"]
     derived_of = {
         "whisper-ct2": (WHISPER_CT2_DIRNAME, 1),
@@ -128,7 +124,7 @@ def verify(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 path, _ = _ASSETS[name][0]()
                 status = "ok"
             if name == "smollm2":
-                smollm2_gguf_path()  # and the package source it is derived from
+                store.smollm2_gguf_path()  # and the package source it is derived from
             detail = _ASSETS[name][1]
             if status == "not prepared":
                 detail = f"run `{PREPARE_CMD}`"
@@ -144,7 +140,7 @@ def verify(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
 def where(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Where each asset lives, without hashing anything."""
-    mdir = models_dir()
+    mdir = store.models_dir()
     rows = []
     for name in _select(names):
         try:

@@ -39,7 +39,7 @@ import os
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -332,6 +332,38 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _derive(name: str, fmt: int, source: Callable[[], Any],
+            build: Callable[[Any, Path], dict[str, Any]]) -> tuple[Path, bool]:
+    """``models/<name>`` derived once: (its path, whether this call derived it).
+
+    ``source()`` locates and verifies the input (outside the lock: it may take its own);
+    ``build(src, tmp)`` writes the derived file or folder at ``tmp`` and returns the manifest's
+    ``source`` entry. Under the models lock the state is checked again (another process may have
+    finished meanwhile). The manifest is written first and the rename second: an interruption
+    leaves a recorded-but-absent asset (re-derived next time), never an unrecorded one.
+    """
+    target = models_dir() / name
+    if _derived_state(name, fmt) == "ok":
+        return target, False
+    src = source()
+    with _models_lock() as mdir:
+        if _derived_state(name, fmt) == "ok":
+            return target, False
+        tmp = mdir / f".{name}.{os.getpid()}.tmp"
+        _remove(tmp)
+        origin = build(src, tmp)
+        if tmp.is_file():
+            files = {name: sha256_file(tmp)}
+        else:
+            files = {f"{name}/{p.relative_to(tmp).as_posix()}": sha256_file(p)
+                     for p in sorted(tmp.rglob("*")) if p.is_file()}
+        _record_asset(name, {"format": fmt, "files": files, "source": origin,
+                             "created_utc": _now()})
+        _remove(target)
+        os.replace(tmp, target)
+        return target, True
+
+
 # ------------------------------------------------------------------------------ whisper (CT2)
 _CT2_SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
@@ -481,45 +513,24 @@ def smollm2_hf_dir() -> Path:
 
 
 def _ensure_smollm2() -> tuple[Path, bool]:
-    target = models_dir() / SMOLLM2_DIRNAME
-    if _derived_state(SMOLLM2_DIRNAME, _SMOLLM2_FORMAT) == "ok":
-        return target, False
-    gguf = smollm2_gguf_path()
-    with _models_lock() as mdir:
-        state = _derived_state(SMOLLM2_DIRNAME, _SMOLLM2_FORMAT)
-        if state == "ok":
-            return target, False
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    return _derive(SMOLLM2_DIRNAME, _SMOLLM2_FORMAT, smollm2_gguf_path, _export_smollm2)
 
-        kwargs = {"gguf_file": gguf.name, "local_files_only": True}
-        model = hf_load.load_model(AutoModelForCausalLM, str(gguf.parent), **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        tmp = mdir / f".{SMOLLM2_DIRNAME}.{os.getpid()}.tmp"
-        _remove(tmp)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if "quantization_config" in json.loads((tmp / "config.json").read_text()):
-            raise AssetError("SmolLM2 export still carries a quantization_config")
-        files = {
-            f"{SMOLLM2_DIRNAME}/{p.relative_to(tmp).as_posix()}": sha256_file(p)
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
-        _record_asset(
-            SMOLLM2_DIRNAME,
-            {
-                "format": _SMOLLM2_FORMAT,
-                "files": files,
-                "source": {"gguf": SMOLLM2_GGUF_NAME, "gguf_sha256": SMOLLM2_GGUF_SHA256},
-                "created_utc": _now(),
-            },
-        )
-        _remove(target)
-        os.replace(tmp, target)
-        return target, True
+
+def _export_smollm2(gguf: Path, tmp: Path) -> dict[str, Any]:
+    """The GGUF dequantised to a plain fp32 Hugging Face folder at ``tmp``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf.name, "local_files_only": True}
+    model = hf_load.load_model(AutoModelForCausalLM, str(gguf.parent), **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if "quantization_config" in json.loads((tmp / "config.json").read_text()):
+        raise AssetError("SmolLM2 export still carries a quantization_config")
+    return {"gguf": SMOLLM2_GGUF_NAME, "gguf_sha256": SMOLLM2_GGUF_SHA256}
 
 
 # ------------------------------------------------------------------------------------- MiniLM

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import struct
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,15 +20,9 @@ from evads_kedro.assets.store import (
     WHISPER_CT2_SHA256,
     WHISPER_PT_NAME,
     AssetError,
-    _derived_state,
-    _models_lock,
-    _now,
-    _record_asset,
-    _remove,
-    models_dir,
+    _derive,
     whisper_ct2_dir,
 )
-from evads_kedro.hashing import sha256_file
 
 # Bump when the conversion code changes: derived files of an older format are re-derived.
 _WHISPER_PT_FORMAT = 1
@@ -161,33 +154,35 @@ def _ct2_whisper_to_openai(v: dict[str, Any]) -> tuple[dict[str, int], dict[str,
             if name != "key":
                 sd[f"{dst}.{name}.bias"] = b
 
+    def self_attention(dst: str, src: str) -> None:
+        fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
+        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+
+    def mlp(dst: str, src: str) -> None:
+        linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
+        linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+        norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+
     linear("encoder.conv1", "encoder/conv1")
     linear("encoder.conv2", "encoder/conv2")
     sd["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
     for i in range(enc_layers):
         src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
-        norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+        self_attention(dst, src)
+        mlp(dst, src)
     norm("encoder.ln_post", "encoder/layer_norm")
 
     sd["decoder.token_embedding.weight"] = v["decoder/embeddings/weight"]
     sd["decoder.positional_embedding"] = v["decoder/position_encodings/encodings"]
     for i in range(dec_layers):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        fused(f"{dst}.attn", f"{src}/self_attention/linear_0", ("query", "key", "value"))
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        self_attention(dst, src)
         linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         fused(f"{dst}.cross_attn", f"{src}/attention/linear_1", ("key", "value"))
         linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
         norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
-        linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
-        norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+        mlp(dst, src)
     norm("decoder.ln", "decoder/layer_norm")
     proj = v.get("decoder/projection/weight")
     if proj is not None and not np.array_equal(proj, v["decoder/embeddings/weight"]):
@@ -214,46 +209,27 @@ def whisper_pt_path() -> Path:
 
 
 def _ensure_whisper_pt() -> tuple[Path, bool]:
-    pt = models_dir() / WHISPER_PT_NAME
-    if _derived_state(WHISPER_PT_NAME, _WHISPER_PT_FORMAT) == "ok":
-        return pt, False
-    ct2 = whisper_ct2_dir()
-    with _models_lock():
-        state = _derived_state(WHISPER_PT_NAME, _WHISPER_PT_FORMAT)
-        if state == "ok":
-            return pt, False
-        import torch
-        from whisper.model import ModelDimensions, Whisper
+    return _derive(WHISPER_PT_NAME, _WHISPER_PT_FORMAT, whisper_ct2_dir, _convert_whisper_pt)
 
-        variables, aliases, spec_name, _ = read_ct2_variables(ct2 / "model.bin")
-        if spec_name != "WhisperSpec":
-            raise AssetError(f"{ct2 / 'model.bin'} is a {spec_name}, not a WhisperSpec model")
-        dims, sd_np = _ct2_whisper_to_openai(_ct2_float32(variables, aliases))
-        sd = OrderedDict((k, torch.from_numpy(a.copy())) for k, a in sd_np.items())
-        # Strict load catches any missing / unexpected / misshaped tensor at conversion time.
-        Whisper(ModelDimensions(**dims)).load_state_dict(sd, strict=True)
-        checkpoint: dict[str, Any] = {"dims": dims, "model_state_dict": sd}
-        heads = _alignment_heads_b85(ct2 / "config.json", dims["n_text_layer"], dims["n_text_head"])
-        if heads is not None:
-            checkpoint["alignment_heads"] = heads
-        tmp = pt.with_name(f".{pt.name}.{os.getpid()}.tmp")
-        torch.save(checkpoint, tmp)
-        sha = sha256_file(tmp)
-        # Record first, rename second: an interruption leaves a recorded-but-absent file (re-derived
-        # next time), never an unrecorded one.
-        _record_asset(
-            WHISPER_PT_NAME,
-            {
-                "format": _WHISPER_PT_FORMAT,
-                "files": {WHISPER_PT_NAME: sha},
-                "source": {"ct2_model_bin_sha256": WHISPER_CT2_SHA256},
-                "created_utc": _now(),
-            },
-        )
-        if state == "stale":
-            _remove(pt)
-        os.replace(tmp, pt)
-        return pt, True
+
+def _convert_whisper_pt(ct2: Path, tmp: Path) -> dict[str, Any]:
+    """The CTranslate2 folder ``ct2`` converted to an openai-whisper checkpoint at ``tmp``."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    variables, aliases, spec_name, _ = read_ct2_variables(ct2 / "model.bin")
+    if spec_name != "WhisperSpec":
+        raise AssetError(f"{ct2 / 'model.bin'} is a {spec_name}, not a WhisperSpec model")
+    dims, sd_np = _ct2_whisper_to_openai(_ct2_float32(variables, aliases))
+    sd = OrderedDict((k, torch.from_numpy(a.copy())) for k, a in sd_np.items())
+    # Strict load catches any missing / unexpected / misshaped tensor at conversion time.
+    Whisper(ModelDimensions(**dims)).load_state_dict(sd, strict=True)
+    checkpoint: dict[str, Any] = {"dims": dims, "model_state_dict": sd}
+    heads = _alignment_heads_b85(ct2 / "config.json", dims["n_text_layer"], dims["n_text_head"])
+    if heads is not None:
+        checkpoint["alignment_heads"] = heads
+    torch.save(checkpoint, tmp)
+    return {"ct2_model_bin_sha256": WHISPER_CT2_SHA256}
 
 
 def load_openai_whisper(device: str = "cpu"):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -110,6 +110,15 @@ def _pick(settings: Mapping[str, Any], path: str) -> Any:
 
 
 # ------------------------------------------------------------------------------- rewiring
+def _renamed(names: Any, rename: Callable[[str], str]) -> Any:
+    """A node's inputs or outputs as declared (a name, a list or a dict) with each renamed."""
+    if isinstance(names, dict):
+        return {k: rename(v) for k, v in names.items()}
+    if isinstance(names, str):
+        return rename(names)
+    return [rename(n) for n in (names or [])]
+
+
 def comparison_pipeline(evaluation: Pipeline, variants: tuple[str, ...]) -> Pipeline:
     """A copy of ``evaluation`` wired to the comparison's questions, settings and outputs;
     ``variants`` are the GRPO namespaces (``grpo_<v>.grpo_adapter`` folders)."""
@@ -128,24 +137,9 @@ def comparison_pipeline(evaluation: Pipeline, variants: tuple[str, ...]) -> Pipe
             return f"{NAMESPACE}.{name}"
         return name
 
-    nodes = []
-    for n in evaluation.nodes:
-        inputs = n._inputs  # list, dict or str, as declared
-        if isinstance(inputs, dict):
-            new_in: Any = {k: rename(v) for k, v in inputs.items()}
-        elif isinstance(inputs, str):
-            new_in = rename(inputs)
-        else:
-            new_in = [rename(i) for i in (inputs or [])]
-        outputs = n._outputs
-        if isinstance(outputs, dict):
-            new_out: Any = {k: rename(v) for k, v in outputs.items()}
-        elif isinstance(outputs, str):
-            new_out = rename(outputs)
-        else:
-            new_out = [rename(o) for o in (outputs or [])]
-        nodes.append(Node(n.func, new_in, new_out, name=n.name, namespace=NAMESPACE,
-                          tags=set(n.tags) | {NAMESPACE}))
+    nodes = [Node(n.func, _renamed(n._inputs, rename), _renamed(n._outputs, rename),
+                  name=n.name, namespace=NAMESPACE, tags=set(n.tags) | {NAMESPACE})
+             for n in evaluation.nodes]
     # the comparison's settings, and each narrower block an evaluation node asks for
     folders = ["rl_base_model", "rl_sft_adapter", *[f"grpo_{v}.grpo_adapter" for v in variants]]
     settings = [Node(_Settings(variants), ["params:evaluation", f"params:{NAMESPACE}", *folders],
