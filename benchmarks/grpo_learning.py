@@ -215,9 +215,10 @@ def main() -> None:
         params = make_params(args, work, judge.base_url)
         (work / "params.json").write_text(json.dumps(params))
         qa, videos = synthetic_tables(args.videos, args.seed)
-        base, _ = nodes.prepare_base_model(qa, params)
+        base, _ = nodes.prepare_base_model(qa, params["model"], params["seed"])
         shutil.move(base, work / "base")
-        sft_rows, rl, _, _ = nodes.build_datasets(qa, videos, str(work / "base"), params)
+        sft_rows, rl, _, _ = nodes.build_datasets(qa, videos, str(work / "base"),
+                                                      params["data"], params["seed"])
         rl.to_parquet(work / "rl.parquet")
         _, sft, sft_summary = nodes.train_sft(sft_rows, str(work / "base"), params)
         shutil.move(sft, work / "sft")

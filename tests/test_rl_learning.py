@@ -42,8 +42,9 @@ def test_grpo_moves_the_adapter_sees_reward_spread_and_resumes(tmp_path, monkeyp
     qa, videos = released_tables(6)
     with SmokeJudgeServer() as judge:
         params = _params(tmp_path, judge.base_url)
-        base, _ = nodes.prepare_base_model(qa, params)
-        sft_rows, rl, _, _ = nodes.build_datasets(qa, videos, base, params)
+        base, _ = nodes.prepare_base_model(qa, params["model"], params["seed"])
+        sft_rows, rl, _, _ = nodes.build_datasets(qa, videos, base, params["data"],
+                                                          params["seed"])
         _, sft, _ = nodes.train_sft(sft_rows, base, params)
         cache = JsonlCache(tmp_path / "judgements.jsonl")
         monkeypatch.setattr(checkpoints, "clear", lambda folder: None)  # keep them to resume

@@ -51,9 +51,10 @@ def test_tiny_vl_model_trains_sft_and_grpo_on_frames(tmp_path, monkeypatch):
             "mlflow": {"enabled": False},
             "checkpoints": {"root": str(tmp_path / "checkpoints")},
         }
-        base, info = nodes.prepare_base_model(qa, params)
+        base, info = nodes.prepare_base_model(qa, params["model"], params["seed"])
         assert info["vision"] is True
-        sft, rl, held, report = nodes.build_datasets(qa, videos, base, params)
+        sft, rl, held, report = nodes.build_datasets(qa, videos, base, params["data"],
+                                                         params["seed"])
         assert report["input_mode"] == "frames+timeline"
         assert report["sft"]["with_frames"] == 4 and report["sft"]["text_only"] == 2
         _, adapter, sft_summary = nodes.train_sft(sft, base, params)

@@ -169,29 +169,32 @@ def stage_run(params: Mapping[str, Any], stage: str, *, tags: Mapping[str, str],
 
 
 # ----------------------------------------------------------------------------------- nodes
-def prepare_base_model(released_qa: pd.DataFrame, params: dict[str, Any]) -> tuple[str, dict]:
-    """Record the base model (pretrained pointer) or build the tiny smoke model + tokenizer."""
+def prepare_base_model(released_qa: pd.DataFrame, model: Mapping[str, Any] | None,
+                       seed: int) -> tuple[str, dict]:
+    """Record the base model (pretrained pointer) or build the tiny smoke model + tokenizer
+    (``rl_training.model``; ``rl_training.seed`` draws its tokenizer texts and weights)."""
     t0 = time.perf_counter()
     texts: list[str] = []
-    model = params.get("model") or {}
+    model = model or {}
     if model.get("source") == "tiny":
         n = int((model.get("tiny") or {}).get("tokenizer_texts", 2000))
-        sample = released_qa.sample(n=min(n, len(released_qa)), random_state=int(params.get("seed", 42)))
+        sample = released_qa.sample(n=min(n, len(released_qa)), random_state=int(seed))
         for col in ("prompt", "answer", "think", "clues"):
             texts += [t for t in sample[col].dropna().astype(str)]
         from evads_kedro.prompts import OFFICIAL_INSTRUCTION
 
         texts.append(OFFICIAL_INSTRUCTION)
     out = scratch_dir("base")
-    info = models.prepare_base(model, texts, out, seed=int(params.get("seed", 42)))
+    info = models.prepare_base(model, texts, out, seed=int(seed))
     info["wall_s"] = round(time.perf_counter() - t0, 2)
     logger.info("base model: %s", info)
     return str(out), info
 
 
 def build_datasets(released_qa: pd.DataFrame, released_videos: pd.DataFrame, base_model: str,
-                   params: dict[str, Any]):
-    """SFT / RL / held-out example tables and a report (frames or text-only, counts, drops)."""
+                   data: Mapping[str, Any] | None, seed: int):
+    """SFT / RL / held-out example tables and a report (frames or text-only, counts, drops),
+    from ``rl_training.data``; ``rl_training.seed`` draws the splits."""
     info = models.base_info(base_model)
     tok = models.tokenizer_of(models.load_processing_class(info))
 
@@ -199,8 +202,8 @@ def build_datasets(released_qa: pd.DataFrame, released_videos: pd.DataFrame, bas
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
     sft, rl, held, report = rl_data.build_examples(
-        released_qa, released_videos, count, params.get("data") or {}, bool(info.get("vision")),
-        seed=int(params.get("seed", 42)))
+        released_qa, released_videos, count, data or {}, bool(info.get("vision")),
+        seed=int(seed))
     report["base_model"] = {k: v for k, v in info.items() if k != "path"}
     logger.info("rl_training examples: sft %d, rl %d, held-out %d (%s)", len(sft), len(rl),
                 len(held), report["input_mode"])

@@ -71,10 +71,12 @@ def create_pipeline(evaluation: Pipeline | None = None, **kwargs) -> Pipeline:
     """Training (base → data → SFT → five GRPO variants) and, when the evaluation pipeline
     is given (the registry does), the held-out question table and the variant comparison."""
     prep = Pipeline([
-        Node(nodes.prepare_base_model, inputs=["released_qa", "params:rl_training"],
+        Node(nodes.prepare_base_model,
+             inputs=["released_qa", "params:rl_training.model", "params:rl_training.seed"],
              outputs=["rl_base_model", "rl_base_model_info"], name="prepare_base_model"),
         Node(nodes.build_datasets,
-             inputs=["released_qa", "released_videos", "rl_base_model", "params:rl_training"],
+             inputs=["released_qa", "released_videos", "rl_base_model",
+                     "params:rl_training.data", "params:rl_training.seed"],
              outputs=["rl_sft_examples", "rl_grpo_examples", "rl_heldout_examples",
                       "rl_data_report"],
              name="build_rl_datasets"),
