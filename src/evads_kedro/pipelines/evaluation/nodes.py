@@ -500,14 +500,19 @@ def _answer_call(backend, messages, decoding, seed, image_spec, q, frames_dir,
     return run
 
 
+def _run_options(params: Mapping[str, Any]) -> dict[str, bool]:
+    """``run_jobs``' options from ``evaluation.progress`` / ``evaluation.cache_failures``
+    (absent: conf/base's true / false; pinned by tests/test_param_defaults.py)."""
+    return {"progress": bool(params.get("progress", True)),
+            "cache_failures": bool(params.get("cache_failures", False))}
+
+
 def generate_answers(questions: pd.DataFrame, answer_cache: JsonlCache,
                      params: dict[str, Any]) -> pd.DataFrame:
     """Answer every (model under test, question, sample); one row each, failures included."""
     jobs, concurrency, _ = _answer_jobs(questions, params)
     results, stats = run_sync(run_jobs(
-        jobs, answer_cache, concurrency=concurrency, desc="answers",
-        progress=bool(params.get("progress", True)),
-        cache_failures=bool(params.get("cache_failures", False))))
+        jobs, answer_cache, concurrency=concurrency, desc="answers", **_run_options(params)))
     rows = []
     for job, r in zip(jobs, results, strict=True):
         ok = r.get("status") == "ok"
@@ -567,8 +572,7 @@ def judge_answers(questions: pd.DataFrame, answers: pd.DataFrame, judgement_cach
         rows.append({**base, "judge_key": key, "judged_text": judged})
     results, stats = run_sync(run_jobs(
         jobs, judgement_cache, concurrency={"judge": js["concurrency"]}, desc="judgements",
-        progress=bool(params.get("progress", True)),
-        cache_failures=bool(params.get("cache_failures", False))))
+        **_run_options(params)))
     for i, r in zip(job_rows, results, strict=True):
         replies = r.get("raw_replies")
         rows[i].update({"judge_status": r.get("status"), "r5": r.get("r5"),

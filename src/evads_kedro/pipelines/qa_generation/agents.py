@@ -38,6 +38,16 @@ class PersonaPrompt:
     tasks: tuple[str, ...]
 
 
+#: conf/base's ``qa_generation.prompt_dir``, used when a block leaves it out (pinned by
+#: tests/test_param_defaults.py).
+PROMPT_DIR = "conf/base/prompts/qa_generation"
+
+
+def prompt_folder(params: Mapping[str, Any]) -> Path:
+    """The folder of ``qa_generation.prompt_dir`` (relative to the project when not found)."""
+    return _resolve(params.get("prompt_dir") or PROMPT_DIR)
+
+
 def _resolve(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_absolute() and not p.exists():
@@ -50,7 +60,7 @@ def _resolve(path: str | Path) -> Path:
 def load_personas(params: Mapping[str, Any]) -> list[PersonaPrompt]:
     """Persona prompts named in ``params['personas']`` ({name: {tasks: [...]}}), read from
     ``params['prompt_dir']`` (``<name>.txt`` + ``output_format.txt`` + ``user.txt``)."""
-    folder = _resolve(params.get("prompt_dir", "conf/base/prompts/qa_generation"))
+    folder = prompt_folder(params)
     fmt = (folder / "output_format.txt").read_text(encoding="utf-8")
     user = (folder / "user.txt").read_text(encoding="utf-8")
     out = []

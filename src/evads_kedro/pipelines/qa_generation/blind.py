@@ -39,7 +39,11 @@ def blind_verdicts(items: list[Mapping[str, Any]], timelines: Mapping[str, str],
     """One ``{status: answerable|needs_video|error, r5, blind_answer, reason}`` per item
     (``items`` carry video_id, question, answer, clues)."""
     from evads_kedro.backends.llm import build_chat
-    from evads_kedro.pipelines.qa_generation.agents import _chat_job, _resolve, _text_or_error
+    from evads_kedro.pipelines.qa_generation.agents import (
+        _chat_job,
+        _text_or_error,
+        prompt_folder,
+    )
     from evads_kedro.pipelines.qa_generation.calls import run_calls
 
     bp = dict(params.get("blind_check") or {})
@@ -49,7 +53,7 @@ def blind_verdicts(items: list[Mapping[str, Any]], timelines: Mapping[str, str],
     answerer = (build_chat(bp["llm"], "qa_generation.blind_check.llm") if bp.get("llm")
                 else build_chat(params["llm"], "qa_generation.llm"))
     decoding = dict(bp.get("decoding") or {"temperature": 0.0, "seed": 42, "max_tokens": 128})
-    folder = _resolve(params.get("prompt_dir", "conf/base/prompts/qa_generation"))
+    folder = prompt_folder(params)
     template = (folder / bp.get("prompt_file", "blind_answer.txt")).read_text(encoding="utf-8")
     conc = int(params.get("concurrency", 4))
 

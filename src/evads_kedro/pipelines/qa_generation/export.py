@@ -49,13 +49,17 @@ def video_path(video_id: str) -> str:
     return f"../videos/{video_id}.mp4"
 
 
+#: conf/base's ``qa_generation.export.data_source`` (pinned by tests/test_param_defaults.py).
+DATA_SOURCE = "EVAdsGen"
+
+
 def sft_rows(qa: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     instr = params.get("instruction") or OFFICIAL_INSTRUCTION
     rows = []
     for r in qa.itertuples(index=False):
         vp = video_path(r.video_id)
         rows.append({
-            "data_source": params.get("data_source", "EVAdsGen"),
+            "data_source": params.get("data_source", DATA_SOURCE),
             "videos": vp,
             "prompt": [{"content": build_prompt(r.timeline_full, r.question, "sft", instr),
                         "role": "user"}],
@@ -74,7 +78,7 @@ def rl_rows(qa: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
         vp = video_path(r.video_id)
         asr = asr_only_text(r.timeline_full, r.timeline_asr)
         rows.append({
-            "data_source": params.get("data_source", "EVAdsGen"),
+            "data_source": params.get("data_source", DATA_SOURCE),
             "videos": vp,
             "prompt": [{"content": build_prompt(asr, r.question, "rl", instr), "role": "user"}],
             "ability": "QA",

@@ -33,6 +33,12 @@ GAP_COLUMNS = ["video_id", "task", "wanted", "found"]
 
 
 # ------------------------------------------------------------------------------ 1. context
+def _cache_for(params: Mapping[str, Any], cache):
+    """``cache``, or None when ``qa_generation.use_cache`` is false (absent: conf/base's true;
+    pinned by tests/test_param_defaults.py)."""
+    return cache if params.get("use_cache", True) else None
+
+
 def build_contexts(videos: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     """One row per video with a parseable full timeline (``ingested_videos`` or
     ``released_videos``); ``video_ids`` / ``max_videos`` select a subset in table order."""
@@ -74,7 +80,7 @@ def caption_keyframes(contexts: pd.DataFrame, frames: Mapping[str, Any],
     """Captions of scene-change keyframes of every context video (``captions.backend`` not
     ``none``); ``frames`` are the ingestion frame-stack partitions. Empty table otherwise."""
     return visual.caption_rows(list(contexts["video_id"]), frames or {}, params,
-                               cache if params.get("use_cache", True) else None)
+                               _cache_for(params, cache))
 
 
 # ------------------------------------------------------------------------------- 2. agents
@@ -92,7 +98,7 @@ def generate_candidates(contexts: pd.DataFrame, captions: pd.DataFrame,
              "captions": lines.get(str(r["video_id"]), "")}
             for r in contexts.to_dict("records")]
     cands, rejects = agents.generate(backend, ctxs, personas, params,
-                                     cache if params.get("use_cache", True) else None)
+                                     _cache_for(params, cache))
     cand_df = pd.DataFrame(
         [{"video_id": c["video_id"], "persona": c["persona"], "item_index": c["item_index"],
           "call_key": c["call_key"], "item_json": json.dumps(c["item"], ensure_ascii=False)}
@@ -162,14 +168,14 @@ def blind_check(verified: pd.DataFrame, contexts: pd.DataFrame, params: Mapping[
         out[col] = out[col].astype(object)
     out["blind_r5"] = None
     out["blind_answer"] = None
-    if not bp.get("enabled", False):
+    if not bp.get("enabled", True):  # conf/base: on
         return out
     todo = list(out.index[out["status"] == "verified"])
     items = [{k: out.at[i, k] for k in ("video_id", "question", "answer", "clues")}
              for i in todo]
     timelines = dict(zip(contexts["video_id"], contexts["timeline_full"], strict=True))
     verdicts = blind.blind_verdicts(items, timelines, params,
-                                    cache if params.get("use_cache", True) else None)
+                                    _cache_for(params, cache))
     errors = 0
     for i, v in zip(todo, verdicts, strict=True):
         out.at[i, "blind_r5"] = v["r5"]
@@ -202,12 +208,11 @@ def critic_pass(verified: pd.DataFrame, contexts: pd.DataFrame, params: Mapping[
     jobs = [(ctx[out.at[i, "video_id"]],
              {k: out.at[i, k] for k in ("task", "question", "answer", "clues")}
              | {"quotes": json.loads(out.at[i, "quotes"])}) for i in todo]
-    system = (agents._resolve(params.get("prompt_dir", "conf/base/prompts/qa_generation"))
-              / "critic.txt").read_text(encoding="utf-8")
+    system = (agents.prompt_folder(params) / "critic.txt").read_text(encoding="utf-8")
     backend = (build_chat(cp["llm"], "qa_generation.critic.llm") if cp.get("llm")
                else build_chat(params["llm"], "qa_generation.llm"))
     verdicts = agents.critique(backend, jobs, system, cp,
-                               cache if params.get("use_cache", True) else None)
+                               _cache_for(params, cache))
     errors = 0
     for i, (verdict, reason) in zip(todo, verdicts, strict=True):
         if verdict == "error":

@@ -28,14 +28,14 @@ CAPTION_COLUMNS = ["video_id", "second", "frame_index", "scene_score", "frame_ha
 def caption_rows(video_ids: list[str], frames: Mapping[str, Callable[[], Any] | Any],
                  params: Mapping[str, Any], cache=None) -> pd.DataFrame:
     """One row per captioned keyframe (empty when ``captions.backend`` is ``none``)."""
-    from evads_kedro.pipelines.qa_generation.agents import _resolve
+    from evads_kedro.pipelines.qa_generation.agents import prompt_folder
     from evads_kedro.pipelines.qa_generation.calls import run_calls
 
     cp = dict(params.get("captions") or {})
     captioner = build_captioner(cp)
     if captioner is None:
         return pd.DataFrame(columns=CAPTION_COLUMNS)
-    folder = _resolve(params.get("prompt_dir", "conf/base/prompts/qa_generation"))
+    folder = prompt_folder(params)
     prompt = (folder / cp.get("prompt_file", "caption.txt")).read_text(encoding="utf-8").strip()
     max_n = int(cp.get("max_keyframes", 6))
     threshold = float(cp.get("scene_threshold", 0.3))
