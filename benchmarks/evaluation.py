@@ -43,10 +43,13 @@ from evads_kedro.pipelines.evaluation.nodes import generate_answers  # noqa: E40
 TRANSPORTS = ("handwritten", "sdk")
 
 
-def sdk_build_chat(spec: dict):
-    """build_chat for the ``sdk`` runs: the same keys, the SDK transport (built per batch)."""
+def sdk_build_chat(spec: dict, where: str = "backend"):
+    """build_chat for the ``sdk`` runs: the same keys (checked as build_chat checks them), the
+    SDK transport (built per batch)."""
     from evads_kedro.backends.openai_sdk import OpenAISdkChat
+    from evads_kedro.params import check_chat_backend
 
+    check_chat_backend(spec, where)
     spec = dict(spec)
     assert spec.pop("backend") == "openai"
     return OpenAISdkChat(spec.pop("base_url"), spec.pop("model"), **spec)
