@@ -149,3 +149,33 @@ def test_kedro_run_stops_on_a_typo_before_any_node(kedro_project: Path) -> None:
     out = good.stdout + good.stderr
     assert good.returncode != 0 and "no_such_node" in out
     assert "invalid parameters" not in out
+
+
+def _unresolved(params: dict, inputs) -> list[str]:
+    """The ``params:a.b.c`` inputs whose key path is not in ``params``."""
+    missing = []
+    for name in inputs:
+        if not name.startswith("params:"):
+            continue
+        node = params
+        for key in name.removeprefix("params:").split("."):
+            if not isinstance(node, dict) or key not in node:
+                missing.append(name)
+                break
+            node = node[key]
+    return sorted(set(missing))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_params_input_of_every_pipeline_resolves(env: str) -> None:
+    """Nodes take narrow blocks (``params:rl_training.seed``): each must exist in every env,
+    where Kedro replaces a top-level block restated there (a missing one fails at run time)."""
+    from evads_kedro.pipeline_registry import register_pipelines
+
+    params = _params(env)
+    inputs = {i for p in register_pipelines().values() for i in p.inputs()}
+    assert {"params:rl_training.seed", "params:evaluation.task_classifier"} <= inputs
+    assert _unresolved(params, inputs) == []
+    assert _unresolved({"rl_training": {"model": {}}},
+                       ["params:rl_training.seed", "params:rl_training.model", "x"]) == [
+        "params:rl_training.seed"]
