@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from evads_kedro.asr_metrics import pinyin_overlap, wer  # noqa: E402
 from evads_kedro.backends.asr_audio import load_audio  # noqa: E402
-from evads_kedro.backends.ocr_reuse import ocr_frame_stack  # noqa: E402
+from evads_kedro.backends.ocr_reuse import ocr_frame_stack, stack_options  # noqa: E402
+from evads_kedro.executors import limit_threads  # noqa: E402
 from evads_kedro.ocr_metrics import recall_report  # noqa: E402
 from evads_kedro.pipelines.ingestion.video_helpers import build_backend  # noqa: E402
 from evads_kedro.pipelines.ingestion.video_nodes import video_asr_params  # noqa: E402
@@ -131,6 +132,10 @@ def main(argv=None) -> int:
     ap.add_argument("--long", type=Path, nargs="?", const=ROOT / "data/01_raw/long_videos",
                     default=None, metavar="DIR",
                     help="add the two 40 s long samples (rendered into DIR when missing)")
+    ap.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="run OCR and ASR on N threads each (ocr.threads, asr.cpu_threads and the "
+                         "BLAS/OpenMP pools), as one process_pool / dask worker with "
+                         "threads_per_worker N; default: the conf (all cores in-process)")
     ap.add_argument("--other-asr", action="store_true",
                     help="also time the other ASR backend on the same audio (ASR only)")
     a = ap.parse_args(argv)
@@ -144,6 +149,9 @@ def main(argv=None) -> int:
         asr_p["backend"] = a.asr_backend
     if a.ocr_backend:
         ocr_p["backend"] = a.ocr_backend
+    if a.threads:
+        limit_threads(a.threads)
+        ocr_p["threads"], asr_p["cpu_threads"] = a.threads, a.threads
     fps, max_side = float(params["fps"]), params["frame_max_side"]
     videos = _videos(a.videos, a.limit)
     if a.long:
@@ -170,7 +178,7 @@ def main(argv=None) -> int:
                                   method=params.get("decode_method", "auto"),
                                   duration_s=probe.duration_s)
         with Clock() as t_ocr:
-            texts, ostats = ocr_frame_stack(ocr, stack, ocr_p.get("reuse_hamming", 8))
+            texts, ostats = ocr_frame_stack(ocr, stack, **stack_options(ocr_p))
         with Clock() as t_asr:
             audio = load_audio(path)
             vasr = build_backend("asr", video_asr_params({**params, "asr": asr_p}, gt))
@@ -202,6 +210,7 @@ def main(argv=None) -> int:
             "probe_s": t_probe.wall, "decode_s": t_dec.wall, "ocr_s": t_ocr.wall,
             "asr_s": t_asr.wall, "decode_cpu": t_dec.cpu, "ocr_cpu": t_ocr.cpu,
             "asr_cpu": t_asr.cpu, "ocr_calls": ostats["ocr_calls"],
+            "boxes_read": ostats.get("boxes_read", 0), "boxes_reused": ostats.get("boxes_reused", 0),
             "caption_recall": rec["string_recall"], "char_recall": rec["char_recall"],
             "asr_metric": kind, "asr_acc": acc, "lang": gt.get("language"),
             "asr_language": meta.get("language"), "asr_source": meta.get("language_source"),
@@ -267,7 +276,10 @@ def main(argv=None) -> int:
         "asr_pinyin_overlap_zh": round(float(np.mean(zh)), 4) if zh else None,
         "ocr_calls": int(sum(r["ocr_calls"] for r in rows)),
         "frames": int(sum(r["frames"] for r in rows)),
-        "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(), "threads": a.threads or "conf",
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "ocr_boxes_read": int(sum(r["boxes_read"] for r in rows)),
+        "ocr_boxes_reused": int(sum(r["boxes_reused"] for r in rows)),
     }
     guards: dict[str, int] = {}
     for r in rows:

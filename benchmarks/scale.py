@@ -99,6 +99,7 @@ def warm_up(ocr_cfg: dict[str, Any], asr_cfgs: list[dict[str, Any]], threads: in
 
 
 def _jobs(videos: list[Path], params: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+    from evads_kedro.backends.ocr_reuse import stack_options
     from evads_kedro.pipelines.ingestion import video_nodes as nv
     from evads_kedro.pipelines.ingestion.video_helpers import (
         asr_params,
@@ -124,8 +125,7 @@ def _jobs(videos: list[Path], params: dict[str, Any], threads: int) -> list[dict
             "decode": {"row": row, "key": dkey, "dp": dp, "threads": threads,
                        "method": params.get("decode_method", "auto")},
             "ocr": {"row": row, "key": stage_key("ocr", probe.sha256, op), "dkey": dkey,
-                    "ocr_cfg": ocr_cfg, "reuse": ocr_cfg.get("reuse_hamming", 8),
-                    "strict": bool(ocr_cfg.get("reuse_strict", True)), "threads": threads},
+                    "ocr_cfg": ocr_cfg, "stack": stack_options(ocr_cfg), "threads": threads},
             "asr": {"row": row, "key": stage_key("asr", probe.sha256, ap), "ap": ap,
                     "threads": threads},
         })

@@ -25,7 +25,14 @@ from evads_kedro.backends.ocr import (
     postprocess_boxes,
     sort_reading_order,
 )
-from evads_kedro.backends.ocr_reuse import HASH_SIZE, frame_hash, hamming, ocr_frame_stack
+from evads_kedro.backends.ocr_reuse import (
+    HASH_SIZE,
+    frame_hash,
+    hamming,
+    known_texts,
+    ocr_frame_stack,
+    stack_options,
+)
 from evads_kedro.frames import FrameStack
 from evads_kedro.ocr_metrics import caption_recall, char_precision, match_key, recall_report
 
@@ -534,3 +541,57 @@ def test_rapidocr_keeps_word_spaces_in_a_mixed_caption():
     glued = [b.text for b in build_ocr({"backend": "rapidocr", "latin_spaces": 0}).read(frame)]
     assert glued == ["全新气垫跑鞋NEWAIRRUNNER"]  # what the recogniser alone returns
     assert spaced == ["全新气垫跑鞋NEW AIR RUNNER"]
+
+
+# ------------------------------------------------------------------ box-level recognition reuse
+def _moving_frame(caps, shift: int) -> np.ndarray:
+    """``caps`` over the background with a dark disc that moves by ``shift`` px: every frame
+    differs from the previous one outside the captions, so whole-frame reuse never applies."""
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(_background())
+    ImageDraw.Draw(im).ellipse((60 + shift, 260, 160 + shift, 360), fill=(30, 60, 90))
+    return _render(np.asarray(im), caps)
+
+
+def _quad(box: OcrBox, dx: float = 0.0) -> np.ndarray:
+    return np.asarray(box.box, np.float32) + np.asarray([dx, 0.0], np.float32)
+
+
+@needs_font
+def test_known_texts_reuses_only_unchanged_boxes_in_place():
+    title, sub_a, sub_b = ("暖阳羽绒服", (40, 80), 34, True), ("轻薄保暖", (40, 520), 36, True), \
+        ("限时特价", (40, 520), 36, True)
+    prev, cur = _moving_frame([title, sub_a], 0), _noise(_moving_frame([title, sub_b], 40), 2)
+    t_box, s_box = (_caption_box(t, xy, s) for t, xy, s, _ in (title, sub_a))
+    raw = [(t_box.box, "暖阳羽绒服", 0.97), (s_box.box, "轻薄保暖", 0.95)]
+    known = known_texts(prev, raw, cur)
+    assert known(_quad(t_box)) == ("暖阳羽绒服", 0.97)        # same place, same pixels
+    assert known(_quad(t_box, dx=1.5)) == ("暖阳羽绒服", 0.97)  # detector jitter
+    assert known(_quad(s_box)) is None                         # same place, new caption
+    assert known(_quad(t_box, dx=30)) is None                  # no box of prev there
+    assert known_texts(prev, raw, cur[:-8])(_quad(t_box)) is None  # other frame size
+
+
+@pytest.mark.slow
+@needs_rapidocr
+@needs_font
+def test_box_reuse_reads_only_new_boxes_and_gives_the_same_texts(rapid):
+    title = ("暖阳羽绒服", (40, 80), 34, True)
+    subs = ["轻薄保暖", "轻薄保暖", "限时特价¥99", "限时特价¥89", "限时特价¥89"]
+    frames = [_moving_frame([title, (s, (40, 520), 36, True)], 12 * i)
+              for i, s in enumerate(subs)]
+    plain, st_plain = ocr_frame_stack(rapid, frames, 8, reuse_boxes=False)
+    texts, st = ocr_frame_stack(rapid, frames, 8, reuse_boxes=True)
+    assert st_plain["ocr_calls"] == st["ocr_calls"] == len(frames)  # the disc always moves
+    assert texts == plain
+    assert [t[-1] for t in texts] == [normalize_ocr_text(s) for s in subs]  # ¥99 -> ¥89 seen
+    # frame 0 reads both boxes; later frames re-read only a changed subtitle (frames 2, 3)
+    assert st["boxes_read"] == 4 and st["boxes_reused"] == 6, st
+    assert st_plain["boxes_read"] == st_plain["boxes_reused"] == 0
+
+
+def test_stack_options_come_from_the_ocr_block():
+    assert stack_options(None) == {"reuse_hamming": 8, "strict": True, "reuse_boxes": True}
+    assert stack_options({"reuse_boxes": False, "reuse_hamming": -1, "min_score": 0.3}) == {
+        "reuse_hamming": -1, "strict": True, "reuse_boxes": False}

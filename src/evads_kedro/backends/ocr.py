@@ -27,6 +27,8 @@ Parameters (``ocr`` block of ``parameters_ingestion.yml``; every key optional)::
     reuse_hamming: 8       # frame reuse (ocr_frame_stack): max differing hash bits;
                            # 0 = equal hashes only, -1 = no reuse
     reuse_strict: true     # also require noise-level pixel change where the hashes differ
+    reuse_boxes: true      # in frames that are read: recognise only the boxes whose region
+                           # changed since the previous read frame (rapidocr; detection runs)
     latin_spaces: 0.25     # rapidocr: restore word spaces in Latin text of mixed CJK/Latin lines
                            # by splitting at ink gaps >= this x line height (0/null = off;
                            # see space_latin_words)
@@ -45,7 +47,7 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -56,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "STACK_KEYS",
     "EasyOCRBackend",
     "OcrBackend",
     "OcrBox",
@@ -77,8 +80,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "threads": None,
     "reuse_hamming": 8,
     "reuse_strict": True,
+    "reuse_boxes": True,
     "latin_spaces": 0.25,
 }
+
+#: the keys of the ``ocr`` block that configure reuse across frames (``ocr_frame_stack``), not
+#: the reader
+STACK_KEYS = ("reuse_hamming", "reuse_strict", "reuse_boxes")
 
 #: a box joins a line when |Δ centre y| ≤ LINE_TOLERANCE × min(box height, line height)
 LINE_TOLERANCE = 0.5
@@ -184,6 +192,10 @@ def normalize_ocr_text(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------ protocol
+#: ``known(quad) -> (text, score) | None``: the text of a detected box when it is already known
+KnownText = Callable[[np.ndarray], tuple[str, float] | None]
+
+
 @runtime_checkable
 class OcrBackend(Protocol):
     name: str
@@ -331,6 +343,23 @@ class RapidOCRBackend(_BaseBackend):
         self._lock = self.engine.evads_lock
 
     def _raw(self, frame: np.ndarray) -> list[tuple[Any, str, float]]:
+        return self._read_raw(frame, None)[0]
+
+    def read_reusing(self, frame: np.ndarray, known: KnownText
+                     ) -> tuple[list[OcrBox], list[tuple[Any, str, float]], int]:
+        """:meth:`read`, but a detected box for which ``known(quad)`` returns ``(text, score)``
+        is not recognised again (``quad``: 4×2 float array, frame pixels). Returns the boxes,
+        every raw ``(quad, text, score)`` before thresholding (what the next frame's ``known``
+        looks up) and how many boxes were recognised."""
+        frame = _check_frame(frame)
+        with self._lock:
+            raw, n_rec = self._read_raw(frame, known)
+        return postprocess_boxes(raw, self.min_score), raw, n_rec
+
+    def _read_raw(self, frame: np.ndarray, known: KnownText | None
+                  ) -> tuple[list[tuple[Any, str, float]], int]:
+        # RapidOCR.__call__ of rapidocr-onnxruntime 1.4.4 (pinned), split so that recognition
+        # can skip boxes whose text is already known
         scale = 1.0
         if self.max_side and not self.engine.evads_det_scaled:
             import cv2
@@ -341,13 +370,28 @@ class RapidOCRBackend(_BaseBackend):
                                else cv2.INTER_CUBIC)
         # PP-OCR models are trained on BGR (cv2) input; RapidOCR passes ndarrays through as-is
         bgr = np.ascontiguousarray(frame[:, :, ::-1])
-        result, _ = self.engine(bgr)
-        out = []
-        for box, text, score in result or []:
-            if self.latin_spaces > 0 and _GLUED_MIXED.search(text) and _HAS_CJK.search(text):
-                text = self._space(bgr, box, text)
-            out.append(([(p[0] / scale, p[1] / scale) for p in box], text, score))
-        return out
+        e = self.engine
+        raw_h, raw_w = bgr.shape[:2]
+        img, ratio_h, ratio_w = e.preprocess(bgr)
+        img, record = e.maybe_add_letterbox(img, {"preprocess": {"ratio_h": ratio_h,
+                                                                 "ratio_w": ratio_w}})
+        dt_boxes, _ = e.auto_text_det(img)
+        if dt_boxes is None:
+            return [], 0
+        origin = e._get_origin_points(dt_boxes, record, raw_h, raw_w)  # bgr pixels
+        quads = origin / scale  # frame pixels
+        found = [known(q) if known else None for q in quads]
+        todo = [i for i, f in enumerate(found) if f is None]
+        if todo:
+            crops = e.get_crop_img_list(img, [dt_boxes[i] for i in todo])
+            crops, _, _ = e.text_cls(crops)
+            rec, _ = e.text_rec(crops)
+            for i, (text, score, *_) in zip(todo, rec, strict=True):
+                if self.latin_spaces > 0 and _GLUED_MIXED.search(text) and _HAS_CJK.search(text):
+                    text = self._space(bgr, origin[i], text)
+                found[i] = (text, float(score))
+        out = [([(float(x), float(y)) for x, y in q], t, sc) for q, (t, sc) in zip(quads, found, strict=True)]
+        return out, len(todo)
 
     def _space(self, bgr: np.ndarray, box: Any, text: str) -> str:
         crop = self.engine.get_crop_img_list(bgr, [np.asarray(box, np.float32)])[0]
@@ -596,7 +640,7 @@ def build_ocr(params: Mapping[str, Any] | None = None) -> OcrBackend:
     """The OCR backend for ``params`` (see the module docstring), built once per process:
     equal parameters (after defaults are filled in) return the same object."""
     p = _merged(params)
-    p.pop("reuse_hamming")  # frame-stack settings, not reader settings
-    p.pop("reuse_strict")
+    for key in STACK_KEYS:  # frame-stack settings, not reader settings
+        p.pop(key)
     with _BUILD_LOCK:
         return _build_frozen(_freeze(p))

@@ -23,15 +23,22 @@ the previously OCR'd one reuses that frame's result. Checks, all required:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from evads_kedro.backends.ocr import OcrBackend, OcrBox, _check_frame
+from evads_kedro.backends.ocr import (
+    DEFAULT_PARAMS,
+    STACK_KEYS,
+    KnownText,
+    OcrBackend,
+    OcrBox,
+    _check_frame,
+)
 
-__all__ = ["changed_cells_diff", "frame_hash", "hamming", "ocr_frame_stack",
-           "text_regions_changed"]
+__all__ = ["changed_cells_diff", "frame_hash", "hamming", "known_texts", "ocr_frame_stack",
+           "region_diff", "stack_options", "text_regions_changed"]
 
 #: frame hash: grid size (bits = 2 × HASH_SIZE²) and dead zone in grey levels
 HASH_SIZE = 32
@@ -74,38 +81,71 @@ def _box_mean3(a: np.ndarray) -> np.ndarray:
     return s / 9.0
 
 
+def region_diff(prev: np.ndarray, cur: np.ndarray, x0: float, y0: float, x1: float, y1: float,
+                line_height: int = REUSE_TEXT_HEIGHT) -> float:
+    """Largest 3×3-mean absolute grey difference of one text region in two frames of the same
+    shape: the region (padded by 15 % of its height) scaled to ``line_height`` px tall. A
+    changed glyph gives tens of levels, noise and re-encoding a few; 0.0 for a degenerate
+    region."""
+    from PIL import Image
+
+    h, w = prev.shape[:2]
+    pad = 0.15 * (y1 - y0)
+    x0, x1 = max(0, int(x0 - pad)), min(w, int(np.ceil(x1 + pad)))
+    y0, y1 = max(0, int(y0 - pad)), min(h, int(np.ceil(y1 + pad)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return 0.0
+    scale = line_height / (y1 - y0)
+    size = (max(4, int(round((x1 - x0) * scale))), max(4, int(round((y1 - y0) * scale))))
+    crops = []
+    for f in (prev, cur):
+        g = Image.fromarray(np.ascontiguousarray(f[y0:y1, x0:x1])).convert("L")
+        crops.append(np.asarray(g.resize(size, Image.Resampling.BOX), dtype=np.float32))
+    return float(_box_mean3(np.abs(crops[0] - crops[1])).max())
+
+
 def text_regions_changed(prev: np.ndarray, cur: np.ndarray, boxes: Sequence[OcrBox],
                          max_diff: float = REUSE_TEXT_DIFF, line_height: int = REUSE_TEXT_HEIGHT
                          ) -> float:
     """Largest local change (grey levels) inside the text boxes of ``prev`` between the two
-    frames; ``> max_diff`` means "a caption changed". Each box (padded by 15 % of its height)
-    is cropped from both frames, scaled to ``line_height`` px tall, and the absolute
-    difference is averaged over 3×3 windows: a changed glyph gives tens of levels, noise and
-    re-encoding a few. Returns the largest value over the boxes (0.0 without boxes); stops
-    early once one box exceeds ``max_diff``."""
-    from PIL import Image
-
+    frames (:func:`region_diff` per box); ``> max_diff`` means "a caption changed". 0.0
+    without boxes, inf for frames of different shapes; stops early once one box exceeds
+    ``max_diff``."""
     if prev.shape != cur.shape:
         return float("inf")
-    h, w = prev.shape[:2]
     worst = 0.0
     for b in boxes:
-        pad = 0.15 * b.height
-        x0, x1 = max(0, int(b.x0 - pad)), min(w, int(np.ceil(b.x1 + pad)))
-        y0, y1 = max(0, int(b.y0 - pad)), min(h, int(np.ceil(b.y1 + pad)))
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            continue
-        scale = line_height / (y1 - y0)
-        size = (max(4, int(round((x1 - x0) * scale))), max(4, int(round((y1 - y0) * scale))))
-        crops = []
-        for f in (prev, cur):
-            g = Image.fromarray(np.ascontiguousarray(f[y0:y1, x0:x1])).convert("L")
-            crops.append(np.asarray(g.resize(size, Image.Resampling.BOX), dtype=np.float32))
-        diff = float(_box_mean3(np.abs(crops[0] - crops[1])).max())
-        worst = max(worst, diff)
+        worst = max(worst, region_diff(prev, cur, b.x0, b.y0, b.x1, b.y1, line_height))
         if worst > max_diff:
             break
     return worst
+
+
+def known_texts(prev: np.ndarray, prev_raw: Sequence[tuple[Any, str, float]], cur: np.ndarray,
+                max_diff: float = REUSE_TEXT_DIFF) -> KnownText:
+    """Box-level reuse: ``known(quad)`` is the text and score of the box of ``prev`` (one of
+    ``prev_raw``, its raw ``(quad, text, score)`` reads) in the same place (every corner within
+    max(2 px, 20 % of the box height)) whose region looks the same in ``cur``
+    (:func:`region_diff` ≤ ``max_diff``); None otherwise, and always for frames of different
+    shapes. A title that stays on screen while the subtitle under it changes is read once."""
+    quads = [np.asarray(q, np.float32) for q, _, _ in prev_raw]
+
+    def known(quad: np.ndarray) -> tuple[str, float] | None:
+        if prev.shape != cur.shape:
+            return None
+        quad = np.asarray(quad, np.float32)
+        height = float(quad[:, 1].max() - quad[:, 1].min())
+        tol = max(2.0, 0.2 * height)
+        for q, (_, text, score) in zip(quads, prev_raw, strict=True):
+            if q.shape == quad.shape and float(np.abs(q - quad).max()) <= tol:
+                x0, y0 = np.minimum(q.min(0), quad.min(0))
+                x1, y1 = np.maximum(q.max(0), quad.max(0))
+                if region_diff(prev, cur, x0, y0, x1, y1) <= max_diff:
+                    return text, float(score)
+                return None
+        return None
+
+    return known
 
 
 def changed_cells_diff(prev: np.ndarray, cur: np.ndarray, prev_hash: np.ndarray,
@@ -139,8 +179,17 @@ def changed_cells_diff(prev: np.ndarray, cur: np.ndarray, prev_hash: np.ndarray,
     return float(local[mask].max())
 
 
+def stack_options(ocr_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments of :func:`ocr_frame_stack` from an ``ocr`` parameter block (its
+    ``STACK_KEYS``; absent keys take the backend defaults)."""
+    p = {**DEFAULT_PARAMS, **{k: v for k, v in (ocr_params or {}).items() if k in STACK_KEYS}}
+    return {"reuse_hamming": p["reuse_hamming"], "strict": bool(p["reuse_strict"]),
+            "reuse_boxes": bool(p["reuse_boxes"])}
+
+
 def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None = 8, *,
-                    strict: bool = True, text_diff: float = REUSE_TEXT_DIFF
+                    strict: bool = True, text_diff: float = REUSE_TEXT_DIFF,
+                    reuse_boxes: bool = True
                     ) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
     """OCR every frame of ``frames`` (a list of RGB arrays or a ``FrameStack``); per frame the
     box texts in reading order.
@@ -153,17 +202,23 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
     3. with ``strict`` (default), every region where the hashes differ changed by noise level
        only (:func:`changed_cells_diff` ≤ ``text_diff``).
 
-    ``reuse_hamming`` None or < 0 disables reuse. Stats: ``frames``, ``ocr_calls``,
+    A frame that is read anyway still reuses, with ``reuse_boxes`` and a backend that has
+    ``read_reusing`` (RapidOCR), the text of every detected box that :func:`known_texts` finds
+    unchanged since the previously read frame: detection runs, recognition only on new boxes.
+
+    ``reuse_hamming`` None or < 0 disables both reuses. Stats: ``frames``, ``ocr_calls``,
     ``reused``, ``seconds`` (wall time of the whole call, OCR included), ``guard_rejects``
-    (hash within the threshold, but check 2 or 3 said the content changed).
+    (hash within the threshold, but check 2 or 3 said the content changed), ``boxes_read``
+    and ``boxes_reused`` (recognised vs taken from the previous frame, in frames read).
     """
     frames = list(getattr(frames, "frames", frames))
     t0 = time.perf_counter()
     reuse = reuse_hamming is not None and reuse_hamming >= 0
+    by_box = reuse and reuse_boxes and hasattr(backend, "read_reusing")
     out: list[tuple[str, ...]] = []
-    calls = reused = guard_rejects = 0
-    # the previously OCR'd frame: (frame, hash, boxes, texts)
-    anchor: tuple[np.ndarray, np.ndarray, list[OcrBox], tuple[str, ...]] | None = None
+    calls = reused = guard_rejects = boxes_read = boxes_reused = 0
+    # the previously OCR'd frame: (frame, hash, boxes, texts, raw reads or None)
+    anchor: tuple[np.ndarray, np.ndarray, list[OcrBox], tuple[str, ...], Any] | None = None
     for frame in frames:
         frame = _check_frame(frame)
         h = frame_hash(frame) if reuse else None
@@ -175,12 +230,21 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
                 reused += 1
                 continue
             guard_rejects += 1
-        boxes = backend.read(frame)
+        raw = None
+        if by_box:
+            known = (known_texts(anchor[0], anchor[4], frame, text_diff) if anchor is not None
+                     else (lambda _quad: None))
+            boxes, raw, n_read = backend.read_reusing(frame, known)
+            boxes_read += n_read
+            boxes_reused += len(raw) - n_read
+        else:
+            boxes = backend.read(frame)
         calls += 1
         texts = tuple(b.text for b in boxes)
         out.append(texts)
         if reuse:
-            anchor = (frame, h, boxes, texts)
+            anchor = (frame, h, boxes, texts, raw)
     stats = {"frames": len(frames), "ocr_calls": calls, "reused": reused,
-             "seconds": round(time.perf_counter() - t0, 3), "guard_rejects": guard_rejects}
+             "seconds": round(time.perf_counter() - t0, 3), "guard_rejects": guard_rejects,
+             "boxes_read": boxes_read, "boxes_reused": boxes_reused}
     return out, stats

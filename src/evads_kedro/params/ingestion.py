@@ -54,6 +54,7 @@ class Ocr(PluginBlock):
     threads: PositiveInt | None = None
     reuse_hamming: int | None = None
     reuse_strict: bool | None = None
+    reuse_boxes: bool | None = None
     latin_spaces: NonNegativeFloat | None = None
 
 

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from evads_kedro.backends.ocr import STACK_KEYS
+
 logger = logging.getLogger(__name__)
 
 #: Bump a stage's version when its output for the same input and parameters changes.
@@ -115,7 +117,7 @@ def build_backend(kind: str, params: Mapping[str, Any]) -> Any:
     params = dict(params or {})
     name = str(params.get("backend", ""))
     if ":" in name:
-        kwargs = {k: v for k, v in params.items() if k not in ("backend", "reuse_hamming", "reuse_strict")}
+        kwargs = {k: v for k, v in params.items() if k not in ("backend", *STACK_KEYS)}
         key = json.dumps([kind, name, kwargs], sort_keys=True, default=str)
         with _CUSTOM_LOCK:
             if key not in _CUSTOM:

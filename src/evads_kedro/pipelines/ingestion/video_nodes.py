@@ -403,7 +403,7 @@ def ocr_one(job: dict[str, Any]) -> dict[str, Any]:
         if stack.meta.get("decode_key") != dkey:
             raise ValueError("frame stack is stale (decoded from other content or with "
                              "other parameters); delete it and rerun")
-        texts, stats = ocr_frame_stack(backend, stack, job["reuse"], strict=job["strict"])
+        texts, stats = ocr_frame_stack(backend, stack, **job["stack"])
         rec = _record("ocr", row, key, "ok", time.perf_counter() - t0,
                       frames=[{"t": float(t), "texts": list(tx)}
                               for t, tx in zip(stack.timestamps, texts, strict=True)],
@@ -423,6 +423,8 @@ def ocr_frames(
     ``ingestion.ocr`` backend; frames nearly identical to the previous one reuse its result.
     Videos are processed by the ``ingestion.executor``. Generator node: yields
     ``({id: record}, stats)`` per video."""
+    from evads_kedro.backends.ocr_reuse import stack_options
+
     op = ocr_params(params)
     ocr_cfg = dict(params.get("ocr") or {})
     retry = bool(params.get("retry_quarantined", False))
@@ -443,8 +445,7 @@ def ocr_frames(
     ex = executor_params(params.get("executor"))
     threads = ex["threads_per_worker"] if ex["kind"] != "inprocess" else None
     jobs = [{"row": _row_dict(row), "key": key, "dkey": dkey, "load": _stack_loader(frames, row),
-             "ocr_cfg": ocr_cfg, "reuse": ocr_cfg.get("reuse_hamming", 8),
-             "strict": bool(ocr_cfg.get("reuse_strict", True)), "threads": threads}
+             "ocr_cfg": ocr_cfg, "stack": stack_options(ocr_cfg), "threads": threads}
             for row, key, dkey in todo]
     calls = reused = 0
     for _, out in fan_out(ex, ocr_one, jobs):
