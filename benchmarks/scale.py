@@ -135,7 +135,7 @@ def _jobs(videos: list[Path], params: dict[str, Any], threads: int) -> list[dict
 def measure(n_workers: int, jobs: list[dict[str, Any]], params: dict[str, Any]) -> dict:
     """Start a LocalCluster of ``n_workers`` one-thread processes, warm it up, then time the
     ingestion of every job through :class:`evads_kedro.executors.DaskExecutor`."""
-    from evads_kedro.executors import DaskExecutor
+    from evads_kedro.executors import DaskExecutor, longest_first
 
     t0 = time.perf_counter()
     ex = DaskExecutor("local", workers=n_workers, threads_per_worker=1)
@@ -146,7 +146,9 @@ def measure(n_workers: int, jobs: list[dict[str, Any]], params: dict[str, Any]) 
         warm = ex.client.run(warm_up, dict(params.get("ocr") or {}), list(asr_cfgs.values()), 1)
         load_wall_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        results = [r for _, r in ex.imap(ingest_video, jobs)]
+        # longest first, as the ingestion nodes submit (executors.fan_out with a cost)
+        order = longest_first(jobs, lambda j: j["decode"]["row"]["duration_s"])
+        results = [r for _, r in ex.imap(ingest_video, [jobs[i] for i in order])]
         wall_s = time.perf_counter() - t2
     finally:
         ex.close()

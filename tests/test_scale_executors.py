@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from evads_kedro.executors import (
     executor_params,
     fan_out,
     get_executor,
+    longest_first,
     shutdown_executors,
 )
 from project_copy import enter_project, make_project
@@ -100,6 +102,29 @@ def test_executor_params_validate_and_inprocess_keeps_order():
         executor_params({"kind": "process_pool", "workers": 0})
     assert list(InProcessExecutor().imap(_square, [3, 1, 2])) == [(0, 9), (1, 1), (2, 4)]
     assert list(fan_out({"kind": "dask"}, _square, [])) == []  # nothing to do: no cluster
+
+
+def test_longest_first_orders_by_decreasing_cost_and_keeps_ties_in_order():
+    assert longest_first([3.0, 40.0, 12.0, 40.0, 0.0], float) == [1, 3, 2, 0, 4]
+    assert longest_first([], float) == []
+
+
+def _started_at(x: int) -> tuple[float, int]:
+    return time.monotonic(), x
+
+
+def test_fan_out_with_a_cost_submits_longest_first_and_keeps_indices():
+    items = [1, 50, 7, 30]
+    one_worker = {"kind": "process_pool", "workers": 1, "threads_per_worker": 1}
+    try:
+        pool = dict(fan_out(one_worker, _started_at, items, cost=float))
+        assert {i: v for i, (_, v) in pool.items()} == dict(enumerate(items))
+        # one worker runs them in submission order: longest first
+        assert [v for _, v in sorted(pool.values())] == [50, 30, 7, 1]
+        inproc = list(fan_out({"kind": "inprocess"}, _square, items, cost=float))
+        assert inproc == [(i, x * x) for i, x in enumerate(items)]  # in-process: in order
+    finally:
+        shutdown_executors()
 
 
 @pytest.mark.slow

@@ -236,16 +236,29 @@ def get_executor(params: Mapping[str, Any] | None) -> Executor:
         return _EXECUTORS[key]
 
 
+def longest_first(items: Sequence[Any], cost: Callable[[Any], float]) -> list[int]:
+    """Indices of ``items`` by decreasing ``cost`` (ties keep their order): the submission
+    order of longest-processing-time-first scheduling, so no long video starts last and keeps
+    one worker busy while the others idle."""
+    return sorted(range(len(items)), key=lambda i: -float(cost(items[i])))
+
+
 def fan_out(params: Mapping[str, Any] | None, fn: Callable[[Any], Any],
-            items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+            items: Sequence[Any], cost: Callable[[Any], float] | None = None
+            ) -> Iterator[tuple[int, Any]]:
     """``get_executor(params).imap(fn, items)``; starts no pool or cluster when there is
     nothing to do (an incremental rerun), and drops a pool or cluster that failed (a crashed
-    worker breaks a process pool for good) so the next node gets a fresh one."""
+    worker breaks a process pool for good) so the next node gets a fresh one. With ``cost``
+    (e.g. a video's duration), a pool or cluster gets the items longest first
+    (:func:`longest_first`); the yielded indices are still those of ``items``."""
     if not items:
         return
     ex = get_executor(params)
+    order = (longest_first(items, cost) if cost is not None and ex.kind != "inprocess"
+             else list(range(len(items))))
     try:
-        yield from ex.imap(fn, items)
+        for i, result in ex.imap(fn, [items[i] for i in order]):
+            yield order[i], result
     except Exception:
         if ex.kind != "inprocess":
             discard_executor(params)

@@ -374,7 +374,7 @@ def decode_frames(
     threads = ex["threads_per_worker"] if ex["kind"] != "inprocess" else None
     jobs = [{"row": _row_dict(row), "key": key, "dp": dp, "threads": threads,
              "method": params.get("decode_method", "auto")} for row, key in todo]
-    for _, out in fan_out(ex, decode_one, jobs):
+    for _, out in fan_out(ex, decode_one, jobs, cost=_job_seconds):
         rec = out["record"]
         _account(progress, rec)
         vid = rec["video_id"]
@@ -448,7 +448,7 @@ def ocr_frames(
              "ocr_cfg": ocr_cfg, "stack": stack_options(ocr_cfg), "threads": threads}
             for row, key, dkey in todo]
     calls = reused = 0
-    for _, out in fan_out(ex, ocr_one, jobs):
+    for _, out in fan_out(ex, ocr_one, jobs, cost=_job_seconds):
         progress.stats.setup_s += out["setup_s"]
         calls += out["calls"]
         reused += out["reused"]
@@ -456,6 +456,12 @@ def ocr_frames(
         yield {out["record"]["video_id"]: out["record"]}, progress.stats.as_dict()
     progress.stats.extra.update(ocr_calls=calls, ocr_reused=reused)
     yield {}, progress.close()
+
+
+def _job_seconds(job: dict[str, Any]) -> float:
+    """A per-video job's cost for longest-first scheduling: the video's duration."""
+    d = job["row"].get("duration_s")
+    return float(d) if d is not None and math.isfinite(float(d)) else 0.0
 
 
 def _stack_loader(frames: Partitions, row: pd.Series) -> Callable[[], Any]:
@@ -591,7 +597,7 @@ def transcribe_audio(
     jobs = [{"row": _row_dict(row), "key": key, "ap": ap, "threads": threads,
              "sidecar_language": side} for row, key, ap, side in todo]
     silent = 0
-    for _, out in fan_out(ex, transcribe_one, jobs):
+    for _, out in fan_out(ex, transcribe_one, jobs, cost=_job_seconds):
         progress.stats.setup_s += out["setup_s"]
         silent += int(out["silent"])
         _account(progress, out["record"])
