@@ -27,6 +27,7 @@ from evads_kedro.backends.ocr import (
 )
 from evads_kedro.backends.ocr_reuse import (
     HASH_SIZE,
+    changed_regions,
     frame_hash,
     hamming,
     known_texts,
@@ -582,16 +583,63 @@ def test_box_reuse_reads_only_new_boxes_and_gives_the_same_texts(rapid):
     frames = [_moving_frame([title, (s, (40, 520), 36, True)], 12 * i)
               for i, s in enumerate(subs)]
     plain, st_plain = ocr_frame_stack(rapid, frames, 8, reuse_boxes=False)
-    texts, st = ocr_frame_stack(rapid, frames, 8, reuse_boxes=True)
+    texts, st = ocr_frame_stack(rapid, frames, 8, reuse_boxes=True, reuse_regions=False)
     assert st_plain["ocr_calls"] == st["ocr_calls"] == len(frames)  # the disc always moves
     assert texts == plain
     assert [t[-1] for t in texts] == [normalize_ocr_text(s) for s in subs]  # ¥99 -> ¥89 seen
     # frame 0 reads both boxes; later frames re-read only a changed subtitle (frames 2, 3)
     assert st["boxes_read"] == 4 and st["boxes_reused"] == 6, st
     assert st_plain["boxes_read"] == st_plain["boxes_reused"] == 0
+    assert st["det_area"] == len(frames) and st_plain["det_area"] == 0.0
+    # opt-in detection only where the frame changed: nothing lost, a fraction of the detector's
+    # area; but a crop shows the detector the moving disc out of context and it may read it as
+    # a short "text" (an "O"): why reuse_regions is off by default
+    regional, st_r = ocr_frame_stack(rapid, frames, 8, reuse_boxes=True, reuse_regions=True)
+    for got, want in zip(regional, plain, strict=True):
+        extra = list(got)
+        for text in want:
+            extra.remove(text)
+        assert all(len(t) <= 2 for t in extra), (got, want)
+    assert 1.0 < st_r["det_area"] < 0.5 * len(frames), st_r
+    assert 4 <= st_r["boxes_read"] <= 4 + len(frames) - 1, st_r
 
 
 def test_stack_options_come_from_the_ocr_block():
-    assert stack_options(None) == {"reuse_hamming": 8, "strict": True, "reuse_boxes": True}
-    assert stack_options({"reuse_boxes": False, "reuse_hamming": -1, "min_score": 0.3}) == {
-        "reuse_hamming": -1, "strict": True, "reuse_boxes": False}
+    assert stack_options(None) == {"reuse_hamming": 8, "strict": True, "reuse_boxes": True,
+                                   "reuse_regions": False}
+    assert stack_options({"reuse_boxes": False, "reuse_hamming": -1, "min_score": 0.3,
+                          "reuse_regions": True}) == {
+        "reuse_hamming": -1, "strict": True, "reuse_boxes": False, "reuse_regions": True}
+
+
+def _inside(rect, x0, y0, x1, y1) -> bool:
+    return rect[0] <= x0 and rect[1] <= y0 and x1 <= rect[2] and y1 <= rect[3]
+
+
+@needs_font
+def test_changed_regions_hold_every_change_and_nothing_far_from_it():
+    title, sub_a = ("暖阳羽绒服", (40, 80), 34, True), ("轻薄保暖", (40, 520), 36, True)
+    sub_b = ("限时特价", (40, 520), 36, True)
+    t_box, s_box = (_caption_box(t, xy, s) for t, xy, s, _ in (title, sub_a))
+    raw = [(t_box.box, "暖阳羽绒服", 0.97), (s_box.box, "轻薄保暖", 0.95)]
+    prev = _moving_frame([title, sub_a], 0)
+    assert changed_regions(prev, _noise(prev, 2), raw) == []        # noise: nothing changed
+    rects = changed_regions(prev, _moving_frame([title, sub_b], 12), raw)
+    assert rects is not None and len(rects) == 2, rects  # the disc, the subtitle
+    assert any(_inside(r, 60, 260, 172, 360) for r in rects)          # disc before and after
+    assert any(_inside(r, s_box.x0, s_box.y0, s_box.x1, s_box.y1) for r in rects)
+    assert not any(_overlaps_box(r, t_box) for r in rects)           # the title is kept
+    # a change touching a box takes the whole box in, so it is detected whole
+    wide = ("全网第一 特价", (40, 520), 36, True)
+    w_box = _caption_box(*wide[:3])
+    rects = changed_regions(_moving_frame([title, wide], 0),
+                            _moving_frame([title, ("全网第一 特惠", (40, 520), 36, True)],
+                                          0), [(w_box.box, "全网第一 特价", 0.9)])
+    assert len(rects) == 1 and _inside(rects[0], w_box.x0, w_box.y0, w_box.x1, w_box.y1)
+    # a new scene: detect on the whole frame
+    assert changed_regions(prev, 255 - prev, raw) is None
+    assert changed_regions(prev, prev[:-8], raw) is None
+
+
+def _overlaps_box(rect, box: OcrBox) -> bool:
+    return rect[0] < box.x1 and box.x0 < rect[2] and rect[1] < box.y1 and box.y0 < rect[3]

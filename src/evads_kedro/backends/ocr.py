@@ -28,7 +28,11 @@ Parameters (``ocr`` block of ``parameters_ingestion.yml``; every key optional)::
                            # 0 = equal hashes only, -1 = no reuse
     reuse_strict: true     # also require noise-level pixel change where the hashes differ
     reuse_boxes: true      # in frames that are read: recognise only the boxes whose region
-                           # changed since the previous read frame (rapidocr; detection runs)
+                           # changed since the previous read frame (rapidocr)
+    reuse_regions: false   # with reuse_boxes: detect text only where the frame changed since
+                           # the previous read frame (the whole frame past half of it). Off:
+                           # crops show the detector moving shapes out of context and it finds
+                           # 1-char "text" in them (docs/benchmarks.md)
     latin_spaces: 0.25     # rapidocr: restore word spaces in Latin text of mixed CJK/Latin lines
                            # by splitting at ink gaps >= this x line height (0/null = off;
                            # see space_latin_words)
@@ -81,12 +85,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "reuse_hamming": 8,
     "reuse_strict": True,
     "reuse_boxes": True,
+    "reuse_regions": False,
     "latin_spaces": 0.25,
 }
 
 #: the keys of the ``ocr`` block that configure reuse across frames (``ocr_frame_stack``), not
 #: the reader
-STACK_KEYS = ("reuse_hamming", "reuse_strict", "reuse_boxes")
+STACK_KEYS = ("reuse_hamming", "reuse_strict", "reuse_boxes", "reuse_regions")
 
 #: a box joins a line when |Δ centre y| ≤ LINE_TOLERANCE × min(box height, line height)
 LINE_TOLERANCE = 0.5
@@ -345,21 +350,23 @@ class RapidOCRBackend(_BaseBackend):
     def _raw(self, frame: np.ndarray) -> list[tuple[Any, str, float]]:
         return self._read_raw(frame, None)[0]
 
-    def read_reusing(self, frame: np.ndarray, known: KnownText
-                     ) -> tuple[list[OcrBox], list[tuple[Any, str, float]], int]:
-        """:meth:`read`, but a detected box for which ``known(quad)`` returns ``(text, score)``
-        is not recognised again (``quad``: 4×2 float array, frame pixels). Returns the boxes,
-        every raw ``(quad, text, score)`` before thresholding (what the next frame's ``known``
-        looks up) and how many boxes were recognised."""
+    def read_reusing(self, frame: np.ndarray, known: KnownText,
+                     regions: Sequence[tuple[int, int, int, int]] | None = None
+                     ) -> tuple[list[tuple[Any, str, float]], int]:
+        """Raw reads of ``frame`` (every ``(quad, text, score)`` before thresholding, quads as
+        4×2 frame pixels) and how many boxes were recognised: a detected box for which
+        ``known(quad)`` returns ``(text, score)`` is not recognised again. With ``regions``
+        (``(x0, y0, x1, y1)`` frame pixels), text is detected inside them only, at the scale of
+        a whole-frame detection; the caller keeps what lies outside."""
         frame = _check_frame(frame)
         with self._lock:
-            raw, n_rec = self._read_raw(frame, known)
-        return postprocess_boxes(raw, self.min_score), raw, n_rec
+            return self._read_raw(frame, known, regions)
 
-    def _read_raw(self, frame: np.ndarray, known: KnownText | None
+    def _read_raw(self, frame: np.ndarray, known: KnownText | None,
+                  regions: Sequence[tuple[int, int, int, int]] | None = None
                   ) -> tuple[list[tuple[Any, str, float]], int]:
-        # RapidOCR.__call__ of rapidocr-onnxruntime 1.4.4 (pinned), split so that recognition
-        # can skip boxes whose text is already known
+        # RapidOCR.__call__ of rapidocr-onnxruntime 1.4.4 (pinned), split so that detection can
+        # run on parts of the frame and recognition skip boxes whose text is already known
         scale = 1.0
         if self.max_side and not self.engine.evads_det_scaled:
             import cv2
@@ -368,30 +375,63 @@ class RapidOCRBackend(_BaseBackend):
             size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1
                                else cv2.INTER_CUBIC)
+            regions = None  # the detector's own resizing would not keep a crop's scale
         # PP-OCR models are trained on BGR (cv2) input; RapidOCR passes ndarrays through as-is
         bgr = np.ascontiguousarray(frame[:, :, ::-1])
-        e = self.engine
-        raw_h, raw_w = bgr.shape[:2]
-        img, ratio_h, ratio_w = e.preprocess(bgr)
-        img, record = e.maybe_add_letterbox(img, {"preprocess": {"ratio_h": ratio_h,
-                                                                 "ratio_w": ratio_w}})
-        dt_boxes, _ = e.auto_text_det(img)
-        if dt_boxes is None:
+        if regions is None:
+            origin = self._detect(bgr)
+        else:
+            parts = [self._detect(bgr, r) for r in regions]
+            origin = np.concatenate(parts) if parts else np.zeros((0, 4, 2), np.float32)
+        if not len(origin):
             return [], 0
-        origin = e._get_origin_points(dt_boxes, record, raw_h, raw_w)  # bgr pixels
         quads = origin / scale  # frame pixels
         found = [known(q) if known else None for q in quads]
         todo = [i for i, f in enumerate(found) if f is None]
         if todo:
-            crops = e.get_crop_img_list(img, [dt_boxes[i] for i in todo])
+            e = self.engine
+            crops = e.get_crop_img_list(bgr, [origin[i] for i in todo])
             crops, _, _ = e.text_cls(crops)
             rec, _ = e.text_rec(crops)
             for i, (text, score, *_) in zip(todo, rec, strict=True):
                 if self.latin_spaces > 0 and _GLUED_MIXED.search(text) and _HAS_CJK.search(text):
                     text = self._space(bgr, origin[i], text)
                 found[i] = (text, float(score))
-        out = [([(float(x), float(y)) for x, y in q], t, sc) for q, (t, sc) in zip(quads, found, strict=True)]
+        out = [([(float(x), float(y)) for x, y in q], t, sc)
+               for q, (t, sc) in zip(quads, found, strict=True)]
         return out, len(todo)
+
+    def _detect(self, bgr: np.ndarray, rect: tuple[int, int, int, int] | None = None
+                ) -> np.ndarray:
+        """Text quads (n×4×2 float32, ``bgr`` pixels) detected in ``bgr`` or in its ``rect``,
+        which the detector sees at the whole frame's ``max_side`` scale."""
+        e = self.engine
+        x0 = y0 = 0
+        img = bgr
+        pre = limit = None
+        if rect is not None:
+            r = (self.max_side or max(bgr.shape[:2])) / max(bgr.shape[:2])
+            x0, y0, x1, y1 = _aligned(rect, r, bgr.shape[1], bgr.shape[0])
+            img = np.ascontiguousarray(bgr[y0:y1, x0:x1])
+            if img.shape[0] < 2 or img.shape[1] < 2:
+                return np.zeros((0, 4, 2), np.float32)
+            if self.max_side:
+                pre = e.text_det.get_preprocess(None)
+                limit = pre.limit_side_len
+                pre.limit_side_len = r * max(img.shape[:2])
+        try:
+            raw_h, raw_w = img.shape[:2]
+            img, ratio_h, ratio_w = e.preprocess(img)
+            img, record = e.maybe_add_letterbox(img, {"preprocess": {"ratio_h": ratio_h,
+                                                                     "ratio_w": ratio_w}})
+            dt_boxes, _ = e.auto_text_det(img)
+        finally:
+            if pre is not None:
+                pre.limit_side_len = limit
+        if dt_boxes is None:
+            return np.zeros((0, 4, 2), np.float32)
+        origin = e._get_origin_points(dt_boxes, record, raw_h, raw_w)
+        return origin + np.asarray([x0, y0], np.float32)
 
     def _space(self, bgr: np.ndarray, box: Any, text: str) -> str:
         crop = self.engine.get_crop_img_list(bgr, [np.asarray(box, np.float32)])[0]
@@ -400,6 +440,19 @@ class RapidOCRBackend(_BaseBackend):
             return text
         rec, _ = self.engine.text_rec(pieces)
         return space_latin_words(text, [t for t, _ in rec])
+
+
+def _aligned(rect: Sequence[int], scale: float, w: int, h: int) -> tuple[int, int, int, int]:
+    """``rect`` grown (centred, kept inside the w×h frame) so that its sides times ``scale``
+    are multiples of 32 px: the detector's input then needs no stretching to its 32 px grid,
+    and a crop looks to it as it does inside the whole frame."""
+    out = []
+    for lo, hi, size in ((rect[0], rect[2], w), (rect[1], rect[3], h)):
+        want = min(size, int(np.ceil(np.ceil((hi - lo) * scale / 32) * 32 / scale)))
+        lo = max(0, min(int(lo) - (want - (hi - lo)) // 2, size - want))
+        out.append((lo, lo + want))
+    (x0, x1), (y0, y1) = out
+    return x0, y0, x1, y1
 
 
 # Latin word spaces. PP-OCRv4 keeps the spaces of pure-Latin lines (CLEAN STANDARD) but drops

@@ -35,9 +35,10 @@ from evads_kedro.backends.ocr import (
     OcrBackend,
     OcrBox,
     _check_frame,
+    postprocess_boxes,
 )
 
-__all__ = ["changed_cells_diff", "frame_hash", "hamming", "known_texts", "ocr_frame_stack",
+__all__ = ["changed_cells_diff", "changed_regions", "frame_hash", "hamming", "known_texts", "ocr_frame_stack",
            "region_diff", "stack_options", "text_regions_changed"]
 
 #: frame hash: grid size (bits = 2 × HASH_SIZE²) and dead zone in grey levels
@@ -46,6 +47,12 @@ HASH_MARGIN = 8.0
 #: text-region guard: crops scaled to this line height, max 3×3-mean abs diff in grey levels
 REUSE_TEXT_HEIGHT = 24
 REUSE_TEXT_DIFF = 12.0
+#: region-limited detection: cell size (px), margin around changed cells (px: the unchanged
+#: strokes of a changed line and the detector's context), and the changed fraction of the
+#: frame above which the whole frame is detected
+REGION_CELL = 8
+REGION_MARGIN = 24
+REGION_MAX_AREA = 0.5
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -179,17 +186,90 @@ def changed_cells_diff(prev: np.ndarray, cur: np.ndarray, prev_hash: np.ndarray,
     return float(local[mask].max())
 
 
+def changed_regions(prev: np.ndarray, cur: np.ndarray,
+                    prev_raw: Sequence[tuple[Any, str, float]], max_diff: float = REUSE_TEXT_DIFF,
+                    cell: int = REGION_CELL, margin: int = REGION_MARGIN,
+                    max_area: float = REGION_MAX_AREA) -> list[tuple[int, int, int, int]] | None:
+    """Rectangles ``(x0, y0, x1, y1)`` (frame pixels) holding every change from ``prev`` to
+    ``cur``: the ``cell``×``cell`` cells whose mean absolute grey difference exceeds
+    ``max_diff``, grown by ``margin`` pixels, boxed per connected group, each grown until it
+    holds whole every box of ``prev_raw`` it touches (overlapping rectangles merged). Text
+    outside them is the same as in ``prev``. ``[]`` when nothing changed; None (detect on
+    the whole frame) when the rectangles cover more than ``max_area`` of it or the shapes
+    differ."""
+    from scipy import ndimage
+
+    if prev.shape != cur.shape:
+        return None
+    h, w = prev.shape[:2]
+    d = np.abs(_grey(prev) - _grey(cur))
+    d = np.pad(d, ((0, -h % cell), (0, -w % cell)))
+    cells = d.reshape(d.shape[0] // cell, cell, d.shape[1] // cell, cell).mean((1, 3))
+    changed = cells > max_diff
+    if not changed.any():
+        return []
+    grown = ndimage.binary_dilation(changed, np.ones((3, 3), bool),
+                                    iterations=max(1, -(-margin // cell)))
+    labels, _ = ndimage.label(grown)
+    rects = [[sl[1].start * cell, sl[0].start * cell, min(w, sl[1].stop * cell),
+              min(h, sl[0].stop * cell)] for sl in ndimage.find_objects(labels)]
+    boxes = [(*np.asarray(q, np.float32).min(0), *np.asarray(q, np.float32).max(0))
+             for q, _, _ in prev_raw]
+    rects = _grow_to_boxes(rects, boxes, w, h)
+    if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) > max_area * w * h:
+        return None
+    return [tuple(r) for r in rects]
+
+
+def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _grow_to_boxes(rects: list[list[int]], boxes: Sequence[Sequence[float]], w: int, h: int
+                   ) -> list[list[int]]:
+    """Grow each rectangle over every box it overlaps and merge overlapping rectangles,
+    until nothing changes."""
+    while True:
+        grew = False
+        for r in rects:
+            for b in boxes:
+                if _overlaps(r, b) and not (r[0] <= b[0] and r[1] <= b[1]
+                                            and b[2] <= r[2] and b[3] <= r[3]):
+                    r[:] = [max(0, min(r[0], int(b[0]))), max(0, min(r[1], int(b[1]))),
+                            min(w, max(r[2], int(np.ceil(b[2])))),
+                            min(h, max(r[3], int(np.ceil(b[3]))))]
+                    grew = True
+        merged: list[list[int]] = []
+        for r in rects:
+            for m in merged:
+                if _overlaps(r, m):
+                    m[:] = [min(m[0], r[0]), min(m[1], r[1]), max(m[2], r[2]), max(m[3], r[3])]
+                    grew = True
+                    break
+            else:
+                merged.append(list(r))
+        rects = merged
+        if not grew:
+            return rects
+
+
+def _outside(quad: Any, rects: Sequence[Sequence[int]]) -> bool:
+    q = np.asarray(quad, np.float32)
+    box = (*q.min(0), *q.max(0))
+    return not any(_overlaps(box, r) for r in rects)
+
+
 def stack_options(ocr_params: Mapping[str, Any] | None) -> dict[str, Any]:
     """The keyword arguments of :func:`ocr_frame_stack` from an ``ocr`` parameter block (its
     ``STACK_KEYS``; absent keys take the backend defaults)."""
     p = {**DEFAULT_PARAMS, **{k: v for k, v in (ocr_params or {}).items() if k in STACK_KEYS}}
     return {"reuse_hamming": p["reuse_hamming"], "strict": bool(p["reuse_strict"]),
-            "reuse_boxes": bool(p["reuse_boxes"])}
+            "reuse_boxes": bool(p["reuse_boxes"]), "reuse_regions": bool(p["reuse_regions"])}
 
 
 def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None = 8, *,
                     strict: bool = True, text_diff: float = REUSE_TEXT_DIFF,
-                    reuse_boxes: bool = True
+                    reuse_boxes: bool = True, reuse_regions: bool = False
                     ) -> tuple[list[tuple[str, ...]], dict[str, Any]]:
     """OCR every frame of ``frames`` (a list of RGB arrays or a ``FrameStack``); per frame the
     box texts in reading order.
@@ -204,12 +284,15 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
 
     A frame that is read anyway still reuses, with ``reuse_boxes`` and a backend that has
     ``read_reusing`` (RapidOCR), the text of every detected box that :func:`known_texts` finds
-    unchanged since the previously read frame: detection runs, recognition only on new boxes.
+    unchanged since the previously read frame: recognition runs only on new boxes. With
+    ``reuse_regions`` too, detection runs only inside :func:`changed_regions` of that frame
+    (the whole frame when too much changed), and its boxes outside them are kept as they were.
 
     ``reuse_hamming`` None or < 0 disables both reuses. Stats: ``frames``, ``ocr_calls``,
     ``reused``, ``seconds`` (wall time of the whole call, OCR included), ``guard_rejects``
     (hash within the threshold, but check 2 or 3 said the content changed), ``boxes_read``
-    and ``boxes_reused`` (recognised vs taken from the previous frame, in frames read).
+    and ``boxes_reused`` (recognised vs taken from the previous frame, in frames read),
+    ``det_area`` (frame areas detected: 1.0 per whole-frame detection).
     """
     frames = list(getattr(frames, "frames", frames))
     t0 = time.perf_counter()
@@ -217,6 +300,7 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
     by_box = reuse and reuse_boxes and hasattr(backend, "read_reusing")
     out: list[tuple[str, ...]] = []
     calls = reused = guard_rejects = boxes_read = boxes_reused = 0
+    det_area = 0.0
     # the previously OCR'd frame: (frame, hash, boxes, texts, raw reads or None)
     anchor: tuple[np.ndarray, np.ndarray, list[OcrBox], tuple[str, ...], Any] | None = None
     for frame in frames:
@@ -234,7 +318,16 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
         if by_box:
             known = (known_texts(anchor[0], anchor[4], frame, text_diff) if anchor is not None
                      else (lambda _quad: None))
-            boxes, raw, n_read = backend.read_reusing(frame, known)
+            regions = (changed_regions(anchor[0], frame, anchor[4], text_diff)
+                       if reuse_regions and anchor is not None else None)
+            raw, n_read = backend.read_reusing(frame, known, regions)
+            if regions is None:
+                det_area += 1.0
+            else:
+                det_area += sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in regions
+                                ) / (frame.shape[0] * frame.shape[1])
+                raw = [r for r in anchor[4] if _outside(r[0], regions)] + raw
+            boxes = postprocess_boxes(raw, backend.min_score)
             boxes_read += n_read
             boxes_reused += len(raw) - n_read
         else:
@@ -246,5 +339,6 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
             anchor = (frame, h, boxes, texts, raw)
     stats = {"frames": len(frames), "ocr_calls": calls, "reused": reused,
              "seconds": round(time.perf_counter() - t0, 3), "guard_rejects": guard_rejects,
-             "boxes_read": boxes_read, "boxes_reused": boxes_reused}
+             "boxes_read": boxes_read, "boxes_reused": boxes_reused,
+             "det_area": round(det_area, 3)}
     return out, stats

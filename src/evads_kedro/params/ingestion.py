@@ -55,6 +55,7 @@ class Ocr(PluginBlock):
     reuse_hamming: int | None = None
     reuse_strict: bool | None = None
     reuse_boxes: bool | None = None
+    reuse_regions: bool | None = None
     latin_spaces: NonNegativeFloat | None = None
 
 
