@@ -332,6 +332,7 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
             boxes_reused += len(raw) - n_read
         else:
             boxes = backend.read(frame)
+            det_area += 1.0
         calls += 1
         texts = tuple(b.text for b in boxes)
         out.append(texts)
