@@ -604,6 +604,20 @@ def test_box_reuse_reads_only_new_boxes_and_gives_the_same_texts(rapid):
     assert 4 <= st_r["boxes_read"] <= 4 + len(frames) - 1, st_r
 
 
+@pytest.mark.slow
+@needs_rapidocr
+@needs_font
+def test_regions_need_a_detector_that_keeps_a_crops_scale(rapid, monkeypatch):
+    frames = [_moving_frame([("轻薄保暖", (40, 520), 36, True)], 12 * i) for i in range(2)]
+    assert rapid.supports_regions
+    monkeypatch.setattr(rapid.engine, "evads_det_scaled", False)  # as with other internals
+    assert not rapid.supports_regions
+    with pytest.raises(ValueError, match="regions are not supported"):
+        rapid.read_reusing(frames[0], lambda _q: None, [(0, 0, 100, 100)])
+    _, st = ocr_frame_stack(rapid, frames, 8, reuse_boxes=True, reuse_regions=True)
+    assert st["det_area"] == len(frames)  # whole-frame detection, nothing carried twice
+
+
 def test_stack_options_come_from_the_ocr_block():
     assert stack_options(None) == {"reuse_hamming": 8, "strict": True, "reuse_boxes": True,
                                    "reuse_regions": False}

@@ -127,7 +127,7 @@ class LocalTransformersChat(ChatBackend):
 
             model = hf_load.load_model(AutoModelForCausalLM, str(self.model_dir), **kw)
             proc = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        model = hf_load.build_locked(lambda: adapters.merge_adapters(model, self.adapter_dirs))
+        model = adapters.merge_adapters(model, self.adapter_dirs)
         model.to(device).eval()
         self._loaded = (model, proc, device)
         logger.info("loaded %s on %s (%s)", self.model_dir, device, dtype)

@@ -350,6 +350,12 @@ class RapidOCRBackend(_BaseBackend):
     def _raw(self, frame: np.ndarray) -> list[tuple[Any, str, float]]:
         return self._read_raw(frame, None)[0]
 
+    @property
+    def supports_regions(self) -> bool:
+        """Whether the detector can see a crop at the whole frame's scale (our max_side
+        preprocessor is in place; else the library's own resizing would rescale each crop)."""
+        return bool(self.engine.evads_det_scaled)
+
     def read_reusing(self, frame: np.ndarray, known: KnownText,
                      regions: Sequence[tuple[int, int, int, int]] | None = None
                      ) -> tuple[list[tuple[Any, str, float]], int]:
@@ -357,7 +363,11 @@ class RapidOCRBackend(_BaseBackend):
         4×2 frame pixels) and how many boxes were recognised: a detected box for which
         ``known(quad)`` returns ``(text, score)`` is not recognised again. With ``regions``
         (``(x0, y0, x1, y1)`` frame pixels), text is detected inside them only, at the scale of
-        a whole-frame detection; the caller keeps what lies outside."""
+        a whole-frame detection (only when :attr:`supports_regions`); the caller keeps what
+        lies outside."""
+        if regions is not None and not self.supports_regions:
+            raise ValueError("this RapidOCR build rescales whole frames: regions are not "
+                             "supported (check supports_regions)")
         frame = _check_frame(frame)
         with self._lock:
             return self._read_raw(frame, known, regions)
@@ -375,7 +385,6 @@ class RapidOCRBackend(_BaseBackend):
             size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1
                                else cv2.INTER_CUBIC)
-            regions = None  # the detector's own resizing would not keep a crop's scale
         # PP-OCR models are trained on BGR (cv2) input; RapidOCR passes ndarrays through as-is
         bgr = np.ascontiguousarray(frame[:, :, ::-1])
         if regions is None:

@@ -135,19 +135,19 @@ def known_texts(prev: np.ndarray, prev_raw: Sequence[tuple[Any, str, float]], cu
     max(2 px, 20 % of the box height)) whose region looks the same in ``cur``
     (:func:`region_diff` ≤ ``max_diff``); None otherwise, and always for frames of different
     shapes. A title that stays on screen while the subtitle under it changes is read once."""
+    if prev.shape != cur.shape:
+        return lambda _quad: None
     quads = [np.asarray(q, np.float32) for q, _, _ in prev_raw]
 
     def known(quad: np.ndarray) -> tuple[str, float] | None:
-        if prev.shape != cur.shape:
-            return None
         quad = np.asarray(quad, np.float32)
         height = float(quad[:, 1].max() - quad[:, 1].min())
         tol = max(2.0, 0.2 * height)
         for q, (_, text, score) in zip(quads, prev_raw, strict=True):
             if q.shape == quad.shape and float(np.abs(q - quad).max()) <= tol:
-                x0, y0 = np.minimum(q.min(0), quad.min(0))
-                x1, y1 = np.maximum(q.max(0), quad.max(0))
-                if region_diff(prev, cur, x0, y0, x1, y1) <= max_diff:
+                (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = _bounds(q), _bounds(quad)
+                if region_diff(prev, cur, min(ax0, bx0), min(ay0, by0), max(ax1, bx1),
+                               max(ay1, by1)) <= max_diff:
                     return text, float(score)
                 return None
         return None
@@ -213,8 +213,7 @@ def changed_regions(prev: np.ndarray, cur: np.ndarray,
     labels, _ = ndimage.label(grown)
     rects = [[sl[1].start * cell, sl[0].start * cell, min(w, sl[1].stop * cell),
               min(h, sl[0].stop * cell)] for sl in ndimage.find_objects(labels)]
-    boxes = [(*np.asarray(q, np.float32).min(0), *np.asarray(q, np.float32).max(0))
-             for q, _, _ in prev_raw]
+    boxes = [_bounds(q) for q, _, _ in prev_raw]
     rects = _grow_to_boxes(rects, boxes, w, h)
     if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) > max_area * w * h:
         return None
@@ -253,9 +252,15 @@ def _grow_to_boxes(rects: list[list[int]], boxes: Sequence[Sequence[float]], w: 
             return rects
 
 
-def _outside(quad: Any, rects: Sequence[Sequence[int]]) -> bool:
+def _bounds(quad: Any) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` of a polygon of (x, y) points."""
     q = np.asarray(quad, np.float32)
-    box = (*q.min(0), *q.max(0))
+    (x0, y0), (x1, y1) = q.min(0), q.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _outside(quad: Any, rects: Sequence[Sequence[int]]) -> bool:
+    box = _bounds(quad)
     return not any(_overlaps(box, r) for r in rects)
 
 
@@ -285,7 +290,7 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
     A frame that is read anyway still reuses, with ``reuse_boxes`` and a backend that has
     ``read_reusing`` (RapidOCR), the text of every detected box that :func:`known_texts` finds
     unchanged since the previously read frame: recognition runs only on new boxes. With
-    ``reuse_regions`` too, detection runs only inside :func:`changed_regions` of that frame
+    ``reuse_regions`` too (and a backend whose ``supports_regions``), detection runs only inside :func:`changed_regions` of that frame
     (the whole frame when too much changed), and its boxes outside them are kept as they were.
 
     ``reuse_hamming`` None or < 0 disables both reuses. Stats: ``frames``, ``ocr_calls``,
@@ -298,6 +303,7 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
     t0 = time.perf_counter()
     reuse = reuse_hamming is not None and reuse_hamming >= 0
     by_box = reuse and reuse_boxes and hasattr(backend, "read_reusing")
+    by_region = by_box and reuse_regions and getattr(backend, "supports_regions", False)
     out: list[tuple[str, ...]] = []
     calls = reused = guard_rejects = boxes_read = boxes_reused = 0
     det_area = 0.0
@@ -319,7 +325,7 @@ def ocr_frame_stack(backend: OcrBackend, frames: Any, reuse_hamming: int | None 
             known = (known_texts(anchor[0], anchor[4], frame, text_diff) if anchor is not None
                      else (lambda _quad: None))
             regions = (changed_regions(anchor[0], frame, anchor[4], text_diff)
-                       if reuse_regions and anchor is not None else None)
+                       if by_region and anchor is not None else None)
             raw, n_read = backend.read_reusing(frame, known, regions)
             if regions is None:
                 det_area += 1.0

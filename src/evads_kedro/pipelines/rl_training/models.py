@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from evads_kedro.backends import hf_load
+from evads_kedro.backends import adapters, hf_load
 from evads_kedro.pipelines.rl_training.config import DevicePlan
 
 logger = logging.getLogger(__name__)
@@ -259,8 +259,5 @@ def load_sft_policy(info: Mapping[str, Any], adapter_dir: str | Path, plan: Devi
                     attn_implementation: str | None = None):
     """Base + SFT LoRA merged into plain weights: the GRPO policy's starting point and, with a
     fresh LoRA on top, its KL reference (TRL uses the adapter-disabled model as reference)."""
-    from peft import PeftModel
-
     base = load_model(info, plan, attn_implementation)
-    return hf_load.build_locked(
-        lambda: PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload())
+    return adapters.merge_adapters(base, [Path(adapter_dir)])
